@@ -1,0 +1,108 @@
+"""Shared fixtures. Tests talk to real services: the database and Redis that tests/run.py chose."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def media_root(tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MEDIA_ROOT.mkdir()
+    return settings.MEDIA_ROOT
+
+
+def database_url_for_subprocess() -> str:
+    """The URL of the database this test session really uses (the test database, not the configured one)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def subprocess_env(media_root: Path, **overrides: str) -> dict:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url_for_subprocess(),
+        MEDIA_ROOT=str(media_root),
+        REDIS_URL=settings.CELERY_BROKER_URL,
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(overrides)
+    return env
+
+
+def start_worker(
+    env: dict, name: str, queues: str = "default,training", log_path: Path | None = None
+) -> subprocess.Popen:
+    """Start a real `celery -A workers worker` process and wait until it answers a ping."""
+    from workers import app
+
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    hostname = f"{name}-{os.getpid()}@%h"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers",
+            "worker",
+            "--queues",
+            queues,
+            "--concurrency",
+            "1",
+            "--pool",
+            "prefork",
+            "--hostname",
+            hostname,
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    prefix = f"{name}-{os.getpid()}@"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"worker {name} exited with code {process.returncode}")
+        replies = app.control.ping(timeout=0.5) or []
+        if any(key.startswith(prefix) for reply in replies for key in reply):
+            return process
+    process.kill()
+    raise RuntimeError(f"worker {name} did not answer a ping within 60 s")
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 20) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, media_root, tmp_path):
+    """One real worker on both queues, sharing this test's database and media root."""
+    process = start_worker(subprocess_env(media_root), "worker", log_path=tmp_path / "worker.log")
+    yield process
+    stop_process(process)

@@ -1,0 +1,71 @@
+"""The test command (`make test`): pick real services, then run pytest.
+
+Database: $DATABASE_URL if set; else the PostgreSQL on 127.0.0.1:5432 (database `test`, trust auth) when
+one answers, as on CI; else SQLite. Broker: $REDIS_URL if set; else the Redis on 127.0.0.1:6379 when one
+answers; else a redis-server this script starts on a free port and stops at the end. A run that collects
+no tests fails.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from personalize.devstack import free_port, redis_answers, start_redis  # noqa: E402
+
+CI_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/test"
+CI_REDIS_URL = "redis://127.0.0.1:6379/15"  # a database of its own, so a developer's queues are untouched
+
+
+def postgres_answers(url: str) -> bool:
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    try:
+        psycopg.connect(url.replace("postgres://", "postgresql://", 1), connect_timeout=2).close()
+        return True
+    except psycopg.Error:
+        return False
+
+
+def main() -> int:
+    env = dict(os.environ)
+    scratch = Path(tempfile.mkdtemp(prefix="personalize-tests-"))
+    env.setdefault("VAR_DIR", str(scratch / "var"))
+    env.setdefault("DJANGO_SETTINGS_MODULE", "personalize.settings")
+
+    if not env.get("DATABASE_URL") and postgres_answers(CI_POSTGRES_URL):
+        env["DATABASE_URL"] = CI_POSTGRES_URL
+    print(f"[tests] database: {env.get('DATABASE_URL') or 'SQLite (no PostgreSQL answered)'}", flush=True)
+
+    redis_process = None
+    if not env.get("REDIS_URL"):
+        if redis_answers(CI_REDIS_URL):
+            env["REDIS_URL"] = CI_REDIS_URL
+        else:
+            port = free_port()
+            redis_process = start_redis(port, scratch / "redis", scratch / "redis.log")
+            env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    print(
+        f"[tests] broker: {env['REDIS_URL']}{' (started for this run)' if redis_process else ''}", flush=True
+    )
+
+    try:
+        code = subprocess.call([sys.executable, "-m", "pytest", *sys.argv[1:]], cwd=ROOT, env=env)
+    finally:
+        if redis_process:
+            redis_process.terminate()
+            redis_process.wait(timeout=10)
+    if code == 5:
+        print("[tests] FAILED: pytest collected no tests", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""The Celery app. `celery -A workers worker` finds it as `workers.app`."""
+
+from workers.celery import app
+
+__all__ = ["app"]
