@@ -180,6 +180,16 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["personalize.api_urls.drop_trailing_slash_duplicates"],
+}
+
+# Throttle counters must be shared by every web process in production: CACHE_URL=redis://host:6379/1
+# (a Redis database of its own, apart from the broker's). Locally a per-process memory cache is enough.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
 
 # Celery: the broker is Redis; the job row in the database, not the broker, is the source of truth.
@@ -198,6 +208,7 @@ JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30)
 JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 1.0)
 JOB_CHECKPOINT_SECONDS = env_float("JOB_CHECKPOINT_SECONDS", 5.0)
 SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 15.0)
+QUEUED_RESEND_SECONDS = env_int("QUEUED_RESEND_SECONDS", 300)
 MODEL_CACHE_SIZE = env_int("MODEL_CACHE_SIZE", 64)
 
 LOGGING = {

@@ -1,9 +1,11 @@
 """Shared fixtures. Tests talk to real services: the database and Redis that tests/run.py chose."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -88,6 +90,66 @@ def start_worker(
             return process
     process.kill()
     raise RuntimeError(f"worker {name} did not answer a ping within 60 s")
+
+
+def kill_worker(process: subprocess.Popen) -> None:
+    """SIGKILL the worker and its pool children, as an out-of-memory kill of its container would."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def start_beat(env: dict, schedule: Path, log_path: Path | None = None) -> subprocess.Popen:
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers",
+            "beat",
+            "--schedule",
+            str(schedule),
+            "--loglevel",
+            "INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+@contextmanager
+def broker(url: str):
+    """Point this process's Celery app (enqueueing, control) at another broker for the duration."""
+    from workers import app
+
+    def reset_pools():
+        if app._pool is not None:
+            app._pool.force_close_all()
+            app._pool = None
+        app.amqp._producer_pool = None
+
+    saved = app.conf.broker_url
+    reset_pools()
+    app.conf.broker_url = url
+    try:
+        yield
+    finally:
+        reset_pools()
+        app.conf.broker_url = saved
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.3, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 20) -> None:

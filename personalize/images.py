@@ -1,0 +1,137 @@
+"""Checking and decoding uploaded photos before anything is stored.
+
+Every check raises UploadError(field, reason); the API turns it into a 400 naming the field. The header is
+read first (format, dimensions) so that decompression bombs are refused before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from django.conf import settings
+from PIL import Image, ImageOps, UnidentifiedImageError
+from rlcore.imageio import load_image
+
+ACCEPTED_FORMATS = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "WEBP": "webp"}
+# EXIF orientations 5..8 swap width and height.
+_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
+
+
+class UploadError(ValueError):
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass
+class UploadedPhoto:
+    field: str
+    data: bytes
+    format: str
+    width: int  # after EXIF orientation
+    height: int
+
+    @property
+    def extension(self) -> str:
+        return ACCEPTED_FORMATS[self.format]
+
+    @property
+    def aspect(self) -> float:
+        return self.width / self.height
+
+    def decode(self, max_side: int | None = None) -> np.ndarray:
+        """Decode to sRGB uint8 HxWx3 (EXIF orientation applied, ICC converted, alpha dropped).
+
+        With max_side, JPEGs decode at reduced size (Pillow's draft mode), which is what makes prediction on
+        a 12-megapixel upload fast; the result is then at most max_side on its longest side.
+        """
+        try:
+            draft = (max_side, max_side) if max_side else None
+            image = load_image(io.BytesIO(self.data), max_pixels=settings.MAX_IMAGE_PIXELS, draft_size=draft)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise UploadError(self.field, f"the image data is damaged or incomplete ({exc})") from exc
+        if max_side and max(image.shape[:2]) > max_side:
+            scale = max_side / max(image.shape[:2])
+            size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+            image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
+        return image
+
+
+def read_upload(field: str, uploaded) -> UploadedPhoto:
+    """Read an uploaded file's bytes and header; refuse what is empty, too big, not a photo, or a bomb."""
+    if uploaded is None:
+        raise UploadError(field, "this file is required")
+    size = getattr(uploaded, "size", None)
+    if size == 0:
+        raise UploadError(field, "the file is empty")
+    if size is not None and size > settings.MAX_UPLOAD_BYTES:
+        raise UploadError(field, f"the file is {size} bytes; the limit is {settings.MAX_UPLOAD_BYTES} bytes")
+    data = uploaded.read()
+    if not data:
+        raise UploadError(field, "the file is empty")
+    if len(data) > settings.MAX_UPLOAD_BYTES:
+        raise UploadError(field, f"the file is larger than the limit of {settings.MAX_UPLOAD_BYTES} bytes")
+    return inspect_bytes(field, data)
+
+
+def inspect_bytes(field: str, data: bytes) -> UploadedPhoto:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image_format = image.format
+            width, height = image.size
+            orientation = (
+                image.getexif().get(0x0112, 1) if image_format in ("JPEG", "TIFF", "WEBP", "PNG") else 1
+            )
+    except Image.DecompressionBombError as exc:
+        raise UploadError(field, f"the image has too many pixels ({exc})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UploadError(field, "not a readable image (expected JPEG, PNG, TIFF or WebP)") from exc
+    if image_format not in ACCEPTED_FORMATS:
+        raise UploadError(field, f"{image_format} images are not accepted (expected JPEG, PNG, TIFF or WebP)")
+    pixels = width * height
+    if pixels > settings.MAX_IMAGE_PIXELS:
+        raise UploadError(
+            field,
+            f"the image is {width}x{height} = {pixels / 1e6:.1f} megapixels; "
+            f"the limit is {settings.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels",
+        )
+    if orientation in _TRANSPOSING_ORIENTATIONS:
+        width, height = height, width
+    return UploadedPhoto(field=field, data=data, format=image_format, width=width, height=height)
+
+
+def check_same_aspect(before: UploadedPhoto, after: UploadedPhoto, tolerance: float = 0.01) -> None:
+    """Exports are often smaller than originals, but never cropped differently: aspect within 1%."""
+    if abs(before.aspect / after.aspect - 1.0) > tolerance:
+        raise UploadError(
+            "after",
+            f"aspect ratio {after.width}x{after.height} does not match the before photo's "
+            f"{before.width}x{before.height} (more than {tolerance:.0%} apart)",
+        )
+
+
+def decode_mask(field: str, uploaded, size: tuple[int, int]) -> tuple[np.ndarray, bytes]:
+    """A client's priority mask: any image, read as greyscale, resized to `size`.
+
+    Returns (0..1 float32 mask, the uploaded bytes)."""
+    photo = read_upload(field, uploaded)
+    try:
+        with Image.open(io.BytesIO(photo.data)) as image:
+            grey = ImageOps.exif_transpose(image).convert("L").resize(size, Image.Resampling.BOX)
+    except (OSError, ValueError) as exc:
+        raise UploadError(field, f"the image data is damaged or incomplete ({exc})") from exc
+    return np.asarray(grey, dtype=np.float32) / 255.0, photo.data
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def read_png(file) -> np.ndarray:
+    with file.open("rb") as handle, Image.open(handle) as image:
+        return np.asarray(image.copy())

@@ -1,0 +1,104 @@
+"""Serving predictions: which model answers an editor, a per-process model cache, strength scaling.
+
+Each request reads the editor's active-model pointer from the database (one indexed query), so that an
+activation in any process takes effect everywhere at once; the loaded weights come from an LRU cache keyed
+by model id, so nothing is read from disk per request in steady state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from django.conf import settings
+from django.core.files.storage import default_storage
+
+from personalize.models import EditorProfile, PersonalModel
+from rlcore.checkpoint import BASE_MODEL_PATH, load_model
+from rlcore.editor import ADJUSTMENTS
+
+# Prediction decodes photos at most this large: the model sees a 64x64 thumbnail, and a JPEG decoded in
+# draft mode at 1/8 scale is many times faster than a full decode.
+PREDICTION_SIDE = 256
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    kind: str  # "personal" | "base"
+    id: int | None
+    version: int | str
+    model: object  # rlcore.checkpoint.PersonalModel
+
+    def describe(self) -> dict:
+        return {"id": self.id, "version": self.version, "kind": self.kind}
+
+
+class ModelCache:
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.loads = 0
+
+    def get(self, key, loader):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = loader()
+        with self._lock:
+            self.loads += 1
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return value
+
+    def discard(self, key) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+cache = ModelCache(settings.MODEL_CACHE_SIZE)
+
+
+def base_model() -> ServedModel:
+    def load():
+        model = load_model(BASE_MODEL_PATH)
+        return ServedModel("base", None, str(model.metadata.get("base_version", "base")), model)
+
+    return cache.get(("base",), load)
+
+
+def personal_model(row: PersonalModel) -> ServedModel:
+    def load():
+        with default_storage.open(row.file, "rb") as handle:
+            return ServedModel("personal", row.pk, row.version, load_model(handle.read()))
+
+    return cache.get(("personal", row.pk, row.sha256), load)
+
+
+def model_for(user) -> ServedModel:
+    """The editor's active personal model, else the shared base model."""
+    active = (
+        PersonalModel.objects.filter(pk=EditorProfile.objects.filter(user=user).values("active_model")[:1])
+        .only("id", "version", "file", "sha256")
+        .first()
+    )
+    return personal_model(active) if active else base_model()
+
+
+def scale(adjustments: dict[str, int], strength: float) -> dict[str, int]:
+    """Scale every slider by `strength` (0..2), rounded and clipped to the editor's range."""
+    return {name: int(np.clip(round(adjustments.get(name, 0) * strength), -100, 100)) for name in ADJUSTMENTS}
+
+
+def predict(user, image: np.ndarray, strength: float = 1.0) -> tuple[dict[str, int], ServedModel]:
+    served = model_for(user)
+    return scale(served.model.predict(image), strength), served

@@ -1,0 +1,111 @@
+"""Training jobs as the API sees them: create (enqueue after commit), cancel, and record events.
+
+The Celery side (workers/training.py) runs a job under a lease held in its row; everything here only
+changes rows, and enqueues through the workers' Celery app once the transaction has committed.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from personalize.models import JobEvent, Pair, TrainingJob
+
+
+class NotEnoughPairs(Exception):
+    def __init__(self, required: int, available: int, tag: str = ""):
+        where = f" tagged '{tag}'" if tag else ""
+        super().__init__(
+            f"training needs at least {required} pairs{where}; you have {available}. Upload {required - available} more."
+        )
+        self.required = required
+        self.available = available
+
+
+class ActiveJobExists(Exception):
+    def __init__(self, job_id: int):
+        super().__init__(
+            f"you already have an active training job ({job_id}); cancel it or wait for it to finish"
+        )
+        self.job_id = job_id
+
+
+class JobFinished(Exception):
+    pass
+
+
+def record_event(job: TrainingJob, kind: str, message: str = "", **data) -> JobEvent:
+    return JobEvent.objects.create(job=job, kind=kind, message=message, data=data)
+
+
+def training_pairs(owner, tag: str = ""):
+    pairs = Pair.objects.filter(owner=owner)
+    return pairs.filter(tags__name=tag) if tag else pairs
+
+
+def enqueue(job: TrainingJob) -> None:
+    """Send the job's message once the surrounding transaction commits (never for a rolled-back row)."""
+    from workers.tasks import run_training_job
+
+    TrainingJob.objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
+    run_training_job.delay_on_commit(job.pk)
+
+
+def create_job(
+    owner, seconds: int | None = None, face_weight: float = 0.0, seed: int = 0, tag: str = ""
+) -> TrainingJob:
+    available = training_pairs(owner, tag).count()
+    if available < settings.MIN_PAIRS_FOR_TRAINING:
+        raise NotEnoughPairs(settings.MIN_PAIRS_FOR_TRAINING, available, tag)
+    try:
+        with transaction.atomic():
+            job = TrainingJob.objects.create(
+                owner=owner,
+                seconds=seconds or settings.TRAINING_DEFAULT_SECONDS,
+                face_weight=face_weight,
+                seed=seed,
+                tag=tag,
+            )
+            record_event(job, JobEvent.Kind.QUEUED, f"queued with {available} pairs", pairs=available)
+            enqueue(job)
+    except IntegrityError:
+        # The partial unique index "one active job per editor" decided a race between two requests.
+        active = TrainingJob.objects.filter(owner=owner, status__in=TrainingJob.ACTIVE).first()
+        if active is None:
+            raise
+        raise ActiveJobExists(active.pk) from None
+    return job
+
+
+def active_job(owner) -> TrainingJob | None:
+    return TrainingJob.objects.filter(owner=owner, status__in=TrainingJob.ACTIVE).first()
+
+
+def cancel_job(job_id: int) -> TrainingJob:
+    """A queued job is cancelled at once; a running one is flagged and its worker stops within seconds."""
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().get(pk=job_id)
+        if job.status in TrainingJob.FINISHED:
+            raise JobFinished(f"job {job.pk} has already finished ({job.status})")
+        if job.status == TrainingJob.Status.QUEUED:
+            job.status = TrainingJob.Status.CANCELLED
+            job.finished_at = timezone.now()
+            job.cancel_requested = True
+            job.save(update_fields=["status", "finished_at", "cancel_requested"])
+            record_event(job, JobEvent.Kind.CANCELLED, "cancelled before it started")
+        elif not job.cancel_requested:
+            job.cancel_requested = True
+            job.save(update_fields=["cancel_requested"])
+            record_event(
+                job, JobEvent.Kind.CANCEL_REQUESTED, "cancellation requested; the worker stops shortly"
+            )
+    return job
+
+
+def retry_job(job_id: int) -> TrainingJob:
+    """Admin action: a new job with the same settings as a failed or cancelled one."""
+    job = TrainingJob.objects.get(pk=job_id)
+    if job.status not in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELLED):
+        raise JobFinished(f"job {job.pk} is {job.status}; only failed or cancelled jobs can be retried")
+    return create_job(job.owner, job.seconds, job.face_weight, job.seed, job.tag)

@@ -1,0 +1,264 @@
+"""Storing an editor's before/after pairs: validate everything first, then write files and row together.
+
+Thumbnails and the face/priority mask the trainer needs are computed here, once, at upload, so that a
+training job reads three small PNGs per pair and never decodes a full photo or runs face detection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import posixpath
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import numpy as np
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from PIL import Image
+from rlcore.faces import detect_faces, face_weights
+from rlcore.imageio import thumbnail
+
+from personalize.images import (
+    UploadedPhoto,
+    UploadError,
+    check_same_aspect,
+    decode_mask,
+    inspect_bytes,
+    png_bytes,
+    read_upload,
+)
+from personalize.models import Pair, PairTag
+
+# Photos are decoded at most this large for thumbnails and face detection (JPEGs in draft mode).
+ANALYSIS_SIDE = 1024
+MAX_TAGS = 20
+
+
+def parse_tags(raw) -> list[str]:
+    """Tags arrive as a comma-separated string or as repeated form fields."""
+    values = raw if isinstance(raw, list | tuple) else [raw or ""]
+    tags = sorted({tag.strip() for value in values for tag in str(value).split(",") if tag.strip()})
+    for tag in tags:
+        if len(tag) > 64:
+            raise UploadError("tags", f"tag '{tag[:20]}...' is longer than 64 characters")
+    if len(tags) > MAX_TAGS:
+        raise UploadError("tags", f"at most {MAX_TAGS} tags per pair")
+    return tags
+
+
+def content_hash(before: bytes, after: bytes) -> str:
+    return hashlib.sha256(before + after).hexdigest()
+
+
+@dataclass
+class PreparedPair:
+    """Everything a Pair row needs, computed in memory; nothing is stored yet."""
+
+    before: UploadedPhoto
+    after: UploadedPhoto
+    before_thumb: bytes
+    after_thumb: bytes
+    mask_thumb: bytes | None
+    mask_source: str
+    faces: int
+    mask_data: bytes | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+def prepare_pair(before: UploadedPhoto, after: UploadedPhoto, mask_upload=None) -> PreparedPair:
+    check_same_aspect(before, after)
+    before_image = before.decode(max_side=ANALYSIS_SIDE)
+    after_image = after.decode(max_side=ANALYSIS_SIDE)
+    size = thumbnail(before_image).shape[1::-1]
+    mask_data = None
+    faces = 0
+    if mask_upload is not None:
+        mask, mask_data = decode_mask("mask", mask_upload, size)
+        mask_source = Pair.MaskSource.UPLOADED
+    else:
+        faces = len(detect_faces(before_image))
+        # face_weights(face_weight=1) is 1 outside faces and up to 2 inside: keep the 0..1 part.
+        mask = face_weights(before_image, face_weight=1.0) - 1.0 if faces else None
+        mask_source = Pair.MaskSource.DETECTED if faces else Pair.MaskSource.NONE
+        if mask is not None:
+            mask = np.asarray(Image.fromarray(mask.astype(np.float32)).resize(size, Image.Resampling.BOX))
+    mask_thumb = None
+    if mask is not None:
+        mask_thumb = png_bytes(np.clip(np.rint(mask * 255), 0, 255).astype(np.uint8))
+    return PreparedPair(
+        before=before,
+        after=after,
+        before_thumb=png_bytes(thumbnail(before_image)),
+        after_thumb=png_bytes(thumbnail(after_image)),
+        mask_thumb=mask_thumb,
+        mask_source=mask_source,
+        faces=faces,
+        mask_data=mask_data,
+    )
+
+
+def store_pair(owner, prepared: PreparedPair, name: str = "", tags: list[str] = ()) -> Pair:
+    """Write the files and the row; if anything fails, remove every file already written."""
+    pair = Pair(
+        owner=owner,
+        name=name,
+        content_hash=content_hash(prepared.before.data, prepared.after.data),
+        mask_source=prepared.mask_source,
+        faces=prepared.faces,
+        before_width=prepared.before.width,
+        before_height=prepared.before.height,
+        after_width=prepared.after.width,
+        after_height=prepared.after.height,
+    )
+    files = [
+        (pair.before, f"before.{prepared.before.extension}", prepared.before.data),
+        (pair.after, f"after.{prepared.after.extension}", prepared.after.data),
+        (pair.before_thumb, "before_thumb.png", prepared.before_thumb),
+        (pair.after_thumb, "after_thumb.png", prepared.after_thumb),
+    ]
+    if prepared.mask_data is not None:
+        files.append((pair.mask, "mask.png", prepared.mask_data))
+    if prepared.mask_thumb is not None:
+        files.append((pair.mask_thumb, "mask_thumb.png", prepared.mask_thumb))
+    written = []
+    try:
+        for file_field, filename, data in files:
+            file_field.save(filename, ContentFile(data), save=False)
+            written.append(file_field.name)
+        with transaction.atomic():
+            pair.save()
+            PairTag.objects.bulk_create([PairTag(pair=pair, name=tag) for tag in tags])
+    except BaseException:
+        storage = pair.before.storage
+        for path in written:
+            storage.delete(path)
+        raise
+    return pair
+
+
+def delete_pair(pair: Pair) -> None:
+    """Remove the row, then its files (a failure to delete a file leaves an orphan the sweeper removes)."""
+    names = [
+        f.name
+        for f in (pair.before, pair.after, pair.mask, pair.before_thumb, pair.after_thumb, pair.mask_thumb)
+    ]
+    storage = pair.before.storage
+    pair.delete()
+    for name in names:
+        if name:
+            storage.delete(name)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bulk upload: a zip with before/ and after/ folders matched by file name (stem, case-insensitive).
+
+SUPPORTED_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"}
+
+
+def _safe_member_path(name: str) -> PurePosixPath:
+    path = PurePosixPath(name)
+    if name.startswith("/") or "\\" in name or ".." in path.parts or posixpath.isabs(name):
+        raise UploadError("file", f"the zip contains an unsafe path '{name}'; nothing was stored")
+    return path
+
+
+def read_bulk_zip(uploaded) -> tuple[list[tuple[str, bytes, bytes]], list[dict]]:
+    """Return ([(name, before bytes, after bytes)], [skipped {name, reason}]) or raise UploadError.
+
+    The whole zip is refused when it is not a zip, is too large when unpacked, or names an unsafe path.
+    """
+    if uploaded is None:
+        raise UploadError("file", "this file is required")
+    try:
+        archive = zipfile.ZipFile(uploaded)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UploadError("file", "not a readable zip archive") from exc
+    with archive:
+        members = [info for info in archive.infolist() if not info.is_dir()]
+        total = 0
+        for info in members:
+            _safe_member_path(info.filename)
+            total += info.file_size
+        if total > settings.MAX_BULK_UPLOAD_BYTES:
+            raise UploadError(
+                "file",
+                f"the zip unpacks to {total} bytes; the limit is {settings.MAX_BULK_UPLOAD_BYTES} bytes",
+            )
+        sides: dict[str, dict[str, zipfile.ZipInfo]] = {"before": {}, "after": {}}
+        skipped = []
+        for info in members:
+            path = _safe_member_path(info.filename)
+            parts = [p for p in path.parts if p not in ("", ".")]
+            if "__MACOSX" in parts or path.name.startswith("."):
+                continue
+            side = next((p.lower() for p in parts[:-1] if p.lower() in sides), None)
+            if side is None or path.suffix.lower() not in SUPPORTED_SUFFIXES:
+                skipped.append({"name": info.filename, "reason": "not an image inside before/ or after/"})
+                continue
+            stem = path.stem.lower()
+            if stem in sides[side]:
+                skipped.append(
+                    {"name": info.filename, "reason": f"another {side} file has the name '{stem}'"}
+                )
+                continue
+            sides[side][stem] = info
+        pairs = []
+        for stem in sorted(set(sides["before"]) | set(sides["after"])):
+            if stem not in sides["after"]:
+                skipped.append(
+                    {"name": sides["before"][stem].filename, "reason": "no after/ file with this name"}
+                )
+            elif stem not in sides["before"]:
+                skipped.append(
+                    {"name": sides["after"][stem].filename, "reason": "no before/ file with this name"}
+                )
+            else:
+                before_info, after_info = sides["before"][stem], sides["after"][stem]
+                too_big = [i for i in (before_info, after_info) if i.file_size > settings.MAX_UPLOAD_BYTES]
+                if too_big:
+                    skipped.append(
+                        {"name": stem, "reason": f"{too_big[0].filename} is over the upload limit"}
+                    )
+                    continue
+                pairs.append((stem, archive.read(before_info), archive.read(after_info)))
+    return pairs, skipped
+
+
+def store_bulk(owner, uploaded, tags: list[str]) -> dict:
+    pairs, skipped = read_bulk_zip(uploaded)
+    stored = []
+    for name, before_data, after_data in pairs:
+        try:
+            before = inspect_bytes("before", before_data)
+            after = inspect_bytes("after", after_data)
+            prepared = prepare_pair(before, after)
+        except UploadError as exc:
+            skipped.append({"name": name, "reason": f"{exc.field}: {exc.reason}"})
+            continue
+        stored.append(store_pair(owner, prepared, name=name, tags=tags))
+    return {"stored": stored, "skipped": skipped}
+
+
+def upload_pair(owner, before_file, after_file, mask_file=None, name: str = "", tags=()) -> Pair:
+    before = read_upload("before", before_file)
+    after = read_upload("after", after_file)
+    prepared = prepare_pair(before, after, mask_file)
+    return store_pair(owner, prepared, name=name or _stem(getattr(before_file, "name", "")), tags=list(tags))
+
+
+def _stem(filename: str) -> str:
+    return PurePosixPath(filename or "").stem[:255]
+
+
+def pair_thumbnails(pair: Pair) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(before uint8 HxWx3, after uint8 HxWx3, mask float32 HxW in 0..1 or None) as stored at upload."""
+
+    def load(file_field):
+        with file_field.open("rb") as handle:
+            return np.asarray(Image.open(io.BytesIO(handle.read())))
+
+    mask = load(pair.mask_thumb).astype(np.float32) / 255.0 if pair.mask_thumb else None
+    return load(pair.before_thumb), load(pair.after_thumb), mask

@@ -1,0 +1,193 @@
+"""Serializers: validate request shapes and render responses. Business rules live in the service modules."""
+
+import json
+
+from django.conf import settings
+from rest_framework import serializers
+
+from personalize.models import JobEvent, Pair, PersonalModel, TrainingJob
+from rlcore.editor import ADJUSTMENTS
+
+
+class PairSerializer(serializers.ModelSerializer):
+    tags = serializers.SerializerMethodField()
+    before_size = serializers.SerializerMethodField()
+    after_size = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Pair
+        fields = [
+            "id",
+            "name",
+            "tags",
+            "content_hash",
+            "before_size",
+            "after_size",
+            "mask_source",
+            "faces",
+            "created_at",
+        ]
+
+    def get_tags(self, pair) -> list[str]:
+        return pair.tag_names
+
+    def get_before_size(self, pair) -> list[int]:
+        return [pair.before_width, pair.before_height]
+
+    def get_after_size(self, pair) -> list[int]:
+        return [pair.after_width, pair.after_height]
+
+
+class PairUploadSerializer(serializers.Serializer):
+    before = serializers.FileField(help_text="the original photo (JPEG, PNG, TIFF or WebP)")
+    after = serializers.FileField(
+        help_text="the editor's finished version of the same photo, same aspect ratio"
+    )
+    mask = serializers.FileField(required=False, help_text="optional priority mask (white = faces/important)")
+    name = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    tags = serializers.CharField(required=False, allow_blank=True, help_text="comma-separated tags")
+
+
+class BulkUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="a zip with before/ and after/ folders, files matched by name")
+    tags = serializers.CharField(
+        required=False, allow_blank=True, help_text="comma-separated tags for every pair"
+    )
+
+
+class SkippedSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class BulkResultSerializer(serializers.Serializer):
+    stored = PairSerializer(many=True)
+    skipped = SkippedSerializer(many=True)
+
+
+class JobCreateSerializer(serializers.Serializer):
+    seconds = serializers.IntegerField(required=False, min_value=1, help_text="training budget in seconds")
+    face_weight = serializers.FloatField(required=False, default=0.0, min_value=0.0, max_value=10.0)
+    seed = serializers.IntegerField(required=False, default=0, min_value=0, max_value=2**31 - 1)
+    tag = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
+
+    def validate_seconds(self, value):
+        if value > settings.TRAINING_MAX_SECONDS:
+            raise serializers.ValidationError(f"at most {settings.TRAINING_MAX_SECONDS} seconds")
+        return value
+
+
+class JobSerializer(serializers.ModelSerializer):
+    model = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = TrainingJob
+        fields = [
+            "id",
+            "status",
+            "progress",
+            "eta_seconds",
+            "step",
+            "val_delta_e",
+            "metrics",
+            "error",
+            "model",
+            "seconds",
+            "face_weight",
+            "seed",
+            "tag",
+            "attempts",
+            "cancel_requested",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class JobEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JobEvent
+        fields = ["at", "kind", "message", "data"]
+
+
+class PersonalModelSerializer(serializers.ModelSerializer):
+    active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PersonalModel
+        fields = [
+            "id",
+            "version",
+            "active",
+            "metrics",
+            "size_bytes",
+            "sha256",
+            "base_version",
+            "job",
+            "created_at",
+        ]
+
+    def get_active(self, model) -> bool:
+        return model.pk == self.context.get("active_model_id")
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class NotEnoughPairsSerializer(ErrorSerializer):
+    required = serializers.IntegerField()
+    available = serializers.IntegerField()
+
+
+class ActiveJobSerializer(ErrorSerializer):
+    active_job = serializers.IntegerField()
+
+
+def _strength_field():
+    return serializers.FloatField(
+        required=False, default=1.0, min_value=0.0, max_value=2.0, help_text="scales every slider (0 to 2)"
+    )
+
+
+class PredictSerializer(serializers.Serializer):
+    image = serializers.FileField(help_text="one photo (JPEG, PNG, TIFF or WebP)")
+    strength = _strength_field()
+    format = serializers.ChoiceField(choices=["json", "xmp"], required=False, default="json")
+
+
+class ServedModelSerializer(serializers.Serializer):
+    id = serializers.IntegerField(allow_null=True)
+    version = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["personal", "base"])
+
+
+class PredictionSerializer(serializers.Serializer):
+    adjustments = serializers.DictField(child=serializers.IntegerField(min_value=-100, max_value=100))
+    model = ServedModelSerializer()
+
+
+class RenderSerializer(serializers.Serializer):
+    image = serializers.FileField(help_text="the photo to edit")
+    adjustments = serializers.CharField(
+        required=False, help_text="JSON object {slider: int}; default: the editor's model's prediction"
+    )
+    strength = _strength_field()
+    max_size = serializers.IntegerField(
+        required=False, min_value=16, max_value=20000, help_text="longest side"
+    )
+
+    def validate_adjustments(self, value):
+        try:
+            adjustments = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise serializers.ValidationError(f"not valid JSON ({exc.msg})") from exc
+        if not isinstance(adjustments, dict):
+            raise serializers.ValidationError("expected a JSON object {slider: value}")
+        unknown = sorted(set(adjustments) - set(ADJUSTMENTS))
+        if unknown:
+            raise serializers.ValidationError(f"unknown sliders: {', '.join(unknown)}")
+        for name, amount in adjustments.items():
+            if not isinstance(amount, int | float) or isinstance(amount, bool) or not -100 <= amount <= 100:
+                raise serializers.ValidationError(f"{name} must be a number from -100 to 100")
+        return {name: round(amount) for name, amount in adjustments.items()}

@@ -1,0 +1,327 @@
+"""The HTTP API, /api/v1/. Views are thin: scope to the editor, validate with a serializer, call a service.
+
+Every object lookup goes through the requesting editor's own queryset, so another editor's id answers 404
+exactly like an id that does not exist.
+"""
+
+import time
+
+from django.db import transaction
+from django.http import FileResponse, HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rlcore.imageio import encode_jpeg
+from rlcore.xmp import to_xmp
+
+from personalize import inference, jobs, metrics, pairs, serializers
+from personalize.images import UploadError, read_upload
+from personalize.models import EditorProfile, JobEvent, Pair, PersonalModel, Prediction, TrainingJob
+from personalize.throttles import ScopedThrottle
+from rlcore.editor import apply as apply_edit
+
+NOT_FOUND = OpenApiResponse(serializers.ErrorSerializer, description="no such object among yours")
+BAD_REQUEST = OpenApiResponse(description="validation errors: {field: [reason]} or {detail: reason}")
+
+
+def upload_error(exc: UploadError) -> ValidationError:
+    return ValidationError({exc.field: [exc.reason]})
+
+
+class AuthTokenView(ObtainAuthToken):
+    """Exchange a username and password for the editor's API token (`Authorization: Token <key>`)."""
+
+    throttle_classes = [ScopedThrottle]
+    throttle_scope = "auth"
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+
+# --- pairs -----------------------------------------------------------------------------------------------
+
+
+class PairListView(generics.ListCreateAPIView):
+    serializer_class = serializers.PairSerializer
+    parser_classes = [MultiPartParser]
+    throttle_scope = "uploads"
+
+    def get_throttles(self):
+        return [ScopedThrottle()] if self.request.method == "POST" else []
+
+    def get_queryset(self):
+        queryset = Pair.objects.filter(owner=self.request.user).prefetch_related("tags")
+        tag = self.request.query_params.get("tag")
+        if tag:
+            queryset = queryset.filter(tags__name=tag)
+        content_hash = self.request.query_params.get("content_hash")
+        if content_hash:
+            queryset = queryset.filter(content_hash=content_hash.lower())
+        return queryset
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("tag", str, description="only pairs with this tag"),
+            OpenApiParameter("content_hash", str, description="sha256 of before bytes + after bytes"),
+        ]
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        request=serializers.PairUploadSerializer,
+        responses={201: serializers.PairSerializer, 400: BAD_REQUEST},
+        description="Upload one before/after pair. Thumbnails and the face mask are computed now, once.",
+    )
+    def post(self, request, *args, **kwargs):
+        form = serializers.PairUploadSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        try:
+            tags = pairs.parse_tags(data.get("tags", ""))
+            pair = pairs.upload_pair(
+                request.user, data["before"], data["after"], data.get("mask"), data.get("name", ""), tags
+            )
+        except UploadError as exc:
+            raise upload_error(exc) from exc
+        return Response(serializers.PairSerializer(pair).data, status=status.HTTP_201_CREATED)
+
+
+class PairDetailView(generics.RetrieveDestroyAPIView):
+    serializer_class = serializers.PairSerializer
+
+    def get_queryset(self):
+        return Pair.objects.filter(owner=self.request.user).prefetch_related("tags")
+
+    def perform_destroy(self, instance):
+        pairs.delete_pair(instance)
+
+
+class PairBulkView(APIView):
+    parser_classes = [MultiPartParser]
+    throttle_classes = [ScopedThrottle]
+    throttle_scope = "uploads"
+
+    @extend_schema(
+        request=serializers.BulkUploadSerializer,
+        responses={201: serializers.BulkResultSerializer, 400: BAD_REQUEST},
+        description="Upload a zip with before/ and after/ folders; files are matched by name (stem).",
+    )
+    def post(self, request):
+        form = serializers.BulkUploadSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            tags = pairs.parse_tags(form.validated_data.get("tags", ""))
+            result = pairs.store_bulk(request.user, form.validated_data["file"], tags)
+        except UploadError as exc:
+            raise upload_error(exc) from exc
+        return Response(serializers.BulkResultSerializer(result).data, status=status.HTTP_201_CREATED)
+
+
+# --- training jobs ----------------------------------------------------------------------------------------
+
+
+class JobListView(generics.ListCreateAPIView):
+    serializer_class = serializers.JobSerializer
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    def get_queryset(self):
+        return TrainingJob.objects.filter(owner=self.request.user)
+
+    @extend_schema(
+        request=serializers.JobCreateSerializer,
+        responses={
+            201: serializers.JobSerializer,
+            400: OpenApiResponse(serializers.NotEnoughPairsSerializer, description="too few pairs"),
+            409: OpenApiResponse(serializers.ActiveJobSerializer, description="an active job exists"),
+        },
+        description="Start fine-tuning a personal model on your pairs (optionally only those with `tag`).",
+    )
+    def post(self, request, *args, **kwargs):
+        form = serializers.JobCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            job = jobs.create_job(request.user, **form.validated_data)
+        except jobs.NotEnoughPairs as exc:
+            return Response(
+                {"detail": str(exc), "required": exc.required, "available": exc.available},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        except jobs.ActiveJobExists as exc:
+            return Response({"detail": str(exc), "active_job": exc.job_id}, status=status.HTTP_409_CONFLICT)
+        return Response(serializers.JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class JobDetailView(generics.RetrieveAPIView):
+    serializer_class = serializers.JobSerializer
+
+    def get_queryset(self):
+        return TrainingJob.objects.filter(owner=self.request.user)
+
+
+class JobCancelView(APIView):
+    @extend_schema(
+        request=None,
+        responses={
+            202: serializers.JobSerializer,
+            404: NOT_FOUND,
+            409: OpenApiResponse(serializers.ErrorSerializer, description="already finished"),
+        },
+        description="Cancel a queued job at once, or ask a running one to stop (it stops within seconds).",
+    )
+    def post(self, request, pk):
+        job = get_object_or_404(TrainingJob.objects.filter(owner=request.user), pk=pk)
+        try:
+            job = jobs.cancel_job(job.pk)
+        except jobs.JobFinished as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(serializers.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class JobEventsView(generics.ListAPIView):
+    serializer_class = serializers.JobEventSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        job = get_object_or_404(TrainingJob.objects.filter(owner=self.request.user), pk=self.kwargs["pk"])
+        return JobEvent.objects.filter(job=job)
+
+
+# --- personal models --------------------------------------------------------------------------------------
+
+
+def active_model_id(user) -> int | None:
+    return EditorProfile.objects.filter(user=user).values_list("active_model_id", flat=True).first()
+
+
+class ModelListView(generics.ListAPIView):
+    serializer_class = serializers.PersonalModelSerializer
+
+    def get_queryset(self):
+        return PersonalModel.objects.filter(owner=self.request.user)
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "active_model_id": active_model_id(self.request.user)}
+
+
+class ModelDetailView(generics.RetrieveAPIView):
+    serializer_class = serializers.PersonalModelSerializer
+
+    def get_queryset(self):
+        return PersonalModel.objects.filter(owner=self.request.user)
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "active_model_id": active_model_id(self.request.user)}
+
+
+class ModelActivateView(APIView):
+    @extend_schema(request=None, responses={200: serializers.PersonalModelSerializer, 404: NOT_FOUND})
+    def post(self, request, pk):
+        model = get_object_or_404(PersonalModel.objects.filter(owner=request.user), pk=pk)
+        with transaction.atomic():
+            EditorProfile.objects.update_or_create(user=request.user, defaults={"active_model": model})
+        context = {"request": request, "active_model_id": model.pk}
+        return Response(serializers.PersonalModelSerializer(model, context=context).data)
+
+
+class ModelDownloadView(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: NOT_FOUND})
+    def get(self, request, pk):
+        model = get_object_or_404(PersonalModel.objects.filter(owner=request.user), pk=pk)
+        handle = model_storage().open(model.file, "rb")
+        filename = f"personal-model-{request.user.username}-v{model.version}.pt"
+        return FileResponse(
+            handle, as_attachment=True, filename=filename, content_type="application/octet-stream"
+        )
+
+
+def model_storage():
+    from django.core.files.storage import default_storage
+
+    return default_storage
+
+
+# --- predictions ------------------------------------------------------------------------------------------
+
+
+def form_and_query(request) -> dict:
+    """Options are accepted as form fields or query parameters (the form wins)."""
+    merged = {key: request.query_params.get(key) for key in request.query_params}
+    merged.update({key: request.data.get(key) for key in request.data})
+    return merged
+
+
+class PredictView(APIView):
+    parser_classes = [MultiPartParser]
+    throttle_classes = [ScopedThrottle]
+    throttle_scope = "predictions"
+
+    @extend_schema(
+        request=serializers.PredictSerializer,
+        parameters=[
+            OpenApiParameter("strength", float, description="0 to 2, scales every slider (default 1)"),
+            OpenApiParameter("format", str, enum=["json", "xmp"], description="json (default) or xmp"),
+        ],
+        responses={
+            200: serializers.PredictionSerializer,
+            (200, "application/rdf+xml"): OpenApiTypes.STR,
+            400: BAD_REQUEST,
+        },
+        description="The editor's personalized sliders for one photo (active personal model, else the base).",
+    )
+    def post(self, request):
+        started = time.perf_counter()
+        form = serializers.PredictSerializer(data=form_and_query(request))
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        try:
+            image = read_upload("image", data["image"]).decode(max_side=inference.PREDICTION_SIDE)
+        except UploadError as exc:
+            raise upload_error(exc) from exc
+        adjustments, served = inference.predict(request.user, image, data["strength"])
+        latency_ms = (time.perf_counter() - started) * 1000
+        Prediction.objects.create(
+            owner=request.user,
+            model_id=served.id,
+            model_kind=served.kind,
+            adjustments=adjustments,
+            strength=data["strength"],
+            latency_ms=latency_ms,
+        )
+        metrics.PREDICTION_LATENCY.labels(kind=served.kind).observe(latency_ms / 1000)
+        if data["format"] == "xmp":
+            return HttpResponse(to_xmp(adjustments), content_type="application/rdf+xml; charset=utf-8")
+        return Response({"adjustments": adjustments, "model": served.describe()})
+
+
+class RenderView(APIView):
+    parser_classes = [MultiPartParser]
+    throttle_classes = [ScopedThrottle]
+    throttle_scope = "predictions"
+
+    @extend_schema(
+        request=serializers.RenderSerializer,
+        responses={(200, "image/jpeg"): OpenApiTypes.BINARY, 400: BAD_REQUEST},
+        description="The photo edited with the given sliders (default: your model's prediction), as JPEG.",
+    )
+    def post(self, request):
+        form = serializers.RenderSerializer(data=form_and_query(request))
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        try:
+            photo = read_upload("image", data["image"])
+            image = photo.decode(max_side=data.get("max_size"))
+        except UploadError as exc:
+            raise upload_error(exc) from exc
+        if "adjustments" in data:
+            adjustments = inference.scale(data["adjustments"], data["strength"])
+        else:
+            adjustments, _ = inference.predict(request.user, image, data["strength"])
+        edited = apply_edit(image, adjustments)
+        response = HttpResponse(encode_jpeg(edited), content_type="image/jpeg")
+        response["X-Adjustments"] = ",".join(f"{k}={v}" for k, v in adjustments.items())
+        return response

@@ -1,0 +1,386 @@
+"""The HTTP API through Django's test client: auth, uploads and their rejections, jobs, predictions."""
+
+import io
+import json
+import xml.etree.ElementTree as ET
+import zipfile
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+from rest_framework.test import APIClient
+
+from personalize.accounts import create_or_get_editor
+from personalize.models import JobEvent, Pair, TrainingJob
+from rlcore.editor import ADJUSTMENTS
+from tests.photos import crop, encode, pair_bytes, photo, warm_and_bright
+
+pytestmark = pytest.mark.django_db
+
+
+def api_client(username: str) -> APIClient:
+    _, token = create_or_get_editor(username, password=f"{username}-password-123")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+@pytest.fixture
+def alice():
+    return api_client("alice")
+
+
+@pytest.fixture
+def bob():
+    return api_client("bob")
+
+
+def upload(
+    client, before: bytes, after: bytes, name="pair", before_name="b.jpg", after_name="a.jpg", **extra
+):
+    files = {
+        "before": SimpleUploadedFile(before_name, before),
+        "after": SimpleUploadedFile(after_name, after),
+        "name": name,
+        **extra,
+    }
+    return client.post("/api/v1/pairs", files, format="multipart")
+
+
+def stored_files(media_root) -> list:
+    return [p for p in media_root.rglob("*") if p.is_file()]
+
+
+def test_token_auth(client):
+    create_or_get_editor("carol", password="carol-password-123")
+    good = client.post("/api/v1/auth/token", {"username": "carol", "password": "carol-password-123"})
+    assert good.status_code == 200 and len(good.json()["token"]) == 40
+    bad = client.post("/api/v1/auth/token", {"username": "carol", "password": "wrong"})
+    assert bad.status_code == 400
+    assert client.get("/api/v1/pairs").status_code == 401
+    client.credentials = None
+    wrong = APIClient()
+    wrong.credentials(HTTP_AUTHORIZATION="Token " + "0" * 40)
+    assert wrong.get("/api/v1/pairs").status_code == 401
+
+
+def test_createeditor_prints_token_last(capsys):
+    from django.core.management import call_command
+
+    call_command("createeditor", "dave")
+    token = capsys.readouterr().out.split()[-1]
+    assert APIClient(HTTP_AUTHORIZATION=f"Token {token}").get("/api/v1/pairs").status_code == 200
+
+
+def test_upload_list_filter_and_delete(alice, media_root):
+    before, after = pair_bytes(0)
+    response = upload(alice, before, after, name="beach", tags="summer, client-a")
+    assert response.status_code == 201, response.content
+    pair = response.json()
+    assert pair["tags"] == ["client-a", "summer"]
+    assert pair["before_size"] == [160, 160]
+    upload(alice, *pair_bytes(1), name="other", tags="winter")
+
+    listed = alice.get("/api/v1/pairs").json()
+    assert listed["count"] == 2
+    assert [p["name"] for p in alice.get("/api/v1/pairs?tag=summer").json()["results"]] == ["beach"]
+    by_hash = alice.get(f"/api/v1/pairs?content_hash={pair['content_hash']}").json()
+    assert [p["id"] for p in by_hash["results"]] == [pair["id"]]
+    assert alice.get(f"/api/v1/pairs/{pair['id']}").json()["name"] == "beach"
+    assert alice.get(f"/api/v1/pairs/{pair['id']}/").status_code == 200  # a trailing slash is fine too
+
+    stored = Pair.objects.get(pk=pair["id"])
+    thumb = np.asarray(Image.open(stored.before_thumb.path))
+    assert thumb.shape == (64, 64, 3)
+    files_before_delete = len(stored_files(media_root))
+    assert alice.delete(f"/api/v1/pairs/{pair['id']}").status_code == 204
+    assert len(stored_files(media_root)) == files_before_delete - 4
+    assert alice.get(f"/api/v1/pairs/{pair['id']}").status_code == 404
+
+
+def test_detected_faces_are_stored_as_mask(alice):
+    astronaut = photo("astronaut")
+    response = upload(alice, encode(astronaut), encode(warm_and_bright(astronaut)))
+    assert response.status_code == 201
+    assert response.json()["mask_source"] == "detected" and response.json()["faces"] >= 1
+    coffee = photo("coffee")
+    response = upload(alice, encode(coffee), encode(warm_and_bright(coffee)))
+    assert response.json()["mask_source"] == "none"
+
+
+def test_uploaded_mask_is_kept(alice):
+    before, after = pair_bytes(2)
+    mask = np.zeros((160, 160), np.uint8)
+    mask[40:120, 40:120] = 255
+    response = upload(alice, before, after, mask=SimpleUploadedFile("m.png", encode(mask, "PNG")))
+    assert response.status_code == 201
+    stored = Pair.objects.get(pk=response.json()["id"])
+    assert stored.mask_source == "uploaded"
+    mask_thumb = np.asarray(Image.open(stored.mask_thumb.path))
+    assert mask_thumb[32, 32] == 255 and mask_thumb[2, 2] == 0
+
+
+def truncated_jpeg() -> bytes:
+    data = encode(crop(photo("chelsea"), 3), quality=95)
+    return data[: len(data) // 2]
+
+
+def bomb_png() -> bytes:
+    """60 megapixels that compress to a few kilobytes: refused from the header, never decoded."""
+    buffer = io.BytesIO()
+    Image.new("1", (10_000, 6_000)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+BAD_UPLOADS = {
+    "zero bytes": (lambda: b"", "before", "empty"),
+    "text renamed .jpg": (lambda: b"this is not a photo at all\n" * 20, "before", "not a readable image"),
+    "truncated JPEG": (truncated_jpeg, "before", "damaged or incomplete"),
+    "60-megapixel bomb": (bomb_png, "before", "megapixels"),
+    "GIF": (lambda: encode(crop(photo("coffee"), 1), "GIF"), "before", "not accepted"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_UPLOADS)
+def test_bad_upload_is_refused_and_nothing_is_stored(alice, media_root, case):
+    make, field, reason = BAD_UPLOADS[case]
+    _, after = pair_bytes(4)
+    response = upload(alice, make(), after)
+    assert response.status_code == 400, response.content
+    assert reason in " ".join(response.json()[field])
+    assert Pair.objects.count() == 0
+    assert stored_files(media_root) == []
+
+
+def test_mismatched_aspect_is_refused(alice, media_root):
+    image = crop(photo("coffee"), 5, size=200)
+    response = upload(alice, encode(image), encode(image[:, :150]))
+    assert response.status_code == 400
+    assert "aspect ratio" in response.json()["after"][0]
+    assert Pair.objects.count() == 0 and stored_files(media_root) == []
+
+
+def test_smaller_export_with_same_aspect_is_accepted(alice):
+    image = crop(photo("coffee"), 6, size=200)
+    small = np.asarray(Image.fromarray(warm_and_bright(image)).resize((100, 100)))
+    assert upload(alice, encode(image), encode(small)).status_code == 201
+
+
+def sixteen_bit_png(image: np.ndarray) -> bytes:
+    grey16 = (image.mean(axis=2) * 257).astype(np.uint16)
+    return encode(grey16, "PNG")
+
+
+CONVERTED_UPLOADS = {
+    "16-bit PNG": lambda img: sixteen_bit_png(img),
+    "CMYK JPEG": lambda img: _save(Image.fromarray(img).convert("CMYK"), "JPEG"),
+    "greyscale": lambda img: encode(img.mean(axis=2).astype(np.uint8), "PNG"),
+    "alpha": lambda img: _save(Image.fromarray(img).convert("RGBA"), "PNG"),
+}
+
+
+def _save(image: Image.Image, format: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=format)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("case", CONVERTED_UPLOADS)
+def test_unusual_but_valid_photos_are_converted_to_srgb(alice, case):
+    image = crop(photo("astronaut"), 7)
+    response = upload(alice, CONVERTED_UPLOADS[case](image), encode(warm_and_bright(image)))
+    assert response.status_code == 201, response.content
+    thumb = np.asarray(Image.open(Pair.objects.get().before_thumb.path))
+    assert thumb.shape == (64, 64, 3) and thumb.dtype == np.uint8
+    assert abs(float(thumb.mean()) - float(crop(photo("astronaut"), 7).mean())) < 20
+
+
+def make_zip(entries: dict[str, bytes]) -> SimpleUploadedFile:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return SimpleUploadedFile("pairs.zip", buffer.getvalue(), content_type="application/zip")
+
+
+def test_bulk_zip(alice):
+    entries = {}
+    for i in range(3):
+        before, after = pair_bytes(10 + i)
+        entries[f"shoot/before/IMG_{i}.jpg"] = before
+        entries[f"shoot/after/img_{i}.JPG"] = after
+    entries["shoot/before/lonely.jpg"] = pair_bytes(20)[0]
+    entries["shoot/before/broken.jpg"] = b"garbage"
+    entries["shoot/after/broken.jpg"] = pair_bytes(21)[1]
+    response = alice.post(
+        "/api/v1/pairs/bulk", {"file": make_zip(entries), "tags": "wedding"}, format="multipart"
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert sorted(p["name"] for p in body["stored"]) == ["img_0", "img_1", "img_2"]
+    reasons = {item["name"]: item["reason"] for item in body["skipped"]}
+    assert "no after/ file" in reasons["shoot/before/lonely.jpg"]
+    assert "not a readable image" in reasons["broken"]
+    assert Pair.objects.filter(tags__name="wedding").count() == 3
+
+
+def test_bulk_zip_with_parent_path_is_refused_whole(alice, media_root):
+    before, after = pair_bytes(30)
+    entries = {"before/a.jpg": before, "after/a.jpg": after, "../evil/before/b.jpg": before}
+    response = alice.post("/api/v1/pairs/bulk", {"file": make_zip(entries)}, format="multipart")
+    assert response.status_code == 400
+    assert "unsafe path" in response.json()["file"][0]
+    assert Pair.objects.count() == 0 and stored_files(media_root) == []
+
+
+def test_bulk_not_a_zip(alice):
+    response = alice.post(
+        "/api/v1/pairs/bulk", {"file": SimpleUploadedFile("x.zip", b"nope")}, format="multipart"
+    )
+    assert response.status_code == 400 and "zip" in response.json()["file"][0]
+
+
+def add_pairs(client, count: int, start: int = 100, tags: str = ""):
+    for i in range(count):
+        assert upload(client, *pair_bytes(start + i), name=f"p{i}", tags=tags).status_code == 201
+
+
+def test_job_needs_minimum_pairs(alice, settings):
+    settings.MIN_PAIRS_FOR_TRAINING = 3
+    add_pairs(alice, 2)
+    response = alice.post("/api/v1/jobs", {"seconds": 5}, format="json")
+    assert response.status_code == 400
+    assert response.json()["required"] == 3 and response.json()["available"] == 2
+    assert "at least 3 pairs" in response.json()["detail"]
+
+
+def test_job_create_conflict_cancel_and_events(alice, settings):
+    settings.MIN_PAIRS_FOR_TRAINING = 2
+    add_pairs(alice, 2, tags="set-a")
+    created = alice.post("/api/v1/jobs", {"seconds": 5, "tag": "set-a", "seed": 3}, format="json")
+    assert created.status_code == 201, created.content
+    job = created.json()
+    assert job["status"] == "queued" and job["seconds"] == 5 and job["tag"] == "set-a"
+
+    second = alice.post("/api/v1/jobs", {}, format="json")
+    assert second.status_code == 409 and second.json()["active_job"] == job["id"]
+
+    cancelled = alice.post(f"/api/v1/jobs/{job['id']}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+    assert alice.post(f"/api/v1/jobs/{job['id']}/cancel").status_code == 409
+    kinds = [event["kind"] for event in alice.get(f"/api/v1/jobs/{job['id']}/events").json()]
+    assert kinds == ["queued", "cancelled"]
+    assert alice.post("/api/v1/jobs", {"seconds": 5}, format="json").status_code == 201
+
+
+def test_job_input_validation(alice):
+    response = alice.post("/api/v1/jobs", {"seconds": -1, "face_weight": 99}, format="json")
+    assert response.status_code == 400
+    assert set(response.json()) == {"seconds", "face_weight"}
+
+
+def test_predict_with_base_model_json_and_xmp(alice):
+    image = encode(crop(photo("chelsea"), 8))
+    response = alice.post(
+        "/api/v1/predict", {"image": SimpleUploadedFile("x.jpg", image)}, format="multipart"
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["model"]["kind"] == "base" and body["model"]["id"] is None
+    assert list(body["adjustments"]) == list(ADJUSTMENTS)
+    assert all(-100 <= v <= 100 and isinstance(v, int) for v in body["adjustments"].values())
+
+    zero = alice.post(
+        "/api/v1/predict?strength=0", {"image": SimpleUploadedFile("x.jpg", image)}, format="multipart"
+    ).json()
+    assert set(zero["adjustments"].values()) == {0}
+
+    xmp = alice.post(
+        "/api/v1/predict", {"image": SimpleUploadedFile("x.jpg", image), "format": "xmp"}, format="multipart"
+    )
+    assert xmp.status_code == 200 and xmp["Content-Type"].startswith("application/rdf+xml")
+    ET.fromstring(xmp.content)  # well-formed XML
+
+    bad = alice.post(
+        "/api/v1/predict", {"image": SimpleUploadedFile("x.jpg", image), "strength": 3}, format="multipart"
+    )
+    assert bad.status_code == 400 and "strength" in bad.json()
+
+
+def test_render_with_explicit_adjustments(alice):
+    image = crop(photo("coffee"), 9, size=200)
+    response = alice.post(
+        "/api/v1/render",
+        {
+            "image": SimpleUploadedFile("x.png", encode(image, "PNG")),
+            "adjustments": json.dumps({"exposure": 50}),
+            "max_size": 100,
+        },
+        format="multipart",
+    )
+    assert response.status_code == 200 and response["Content-Type"] == "image/jpeg"
+    rendered = np.asarray(Image.open(io.BytesIO(response.content)))
+    assert rendered.shape == (100, 100, 3)
+    assert rendered.mean() > np.asarray(Image.fromarray(image).resize((100, 100))).mean() + 5
+
+    bad = alice.post(
+        "/api/v1/render",
+        {"image": SimpleUploadedFile("x.png", encode(image, "PNG")), "adjustments": '{"sharpness": 5}'},
+        format="multipart",
+    )
+    assert bad.status_code == 400 and "unknown sliders: sharpness" in bad.json()["adjustments"][0]
+
+
+def test_isolation_every_endpoint_answers_404_for_another_editors_ids(alice, bob, settings):
+    from tests.test_training import publish_fake_model
+
+    settings.MIN_PAIRS_FOR_TRAINING = 1
+    add_pairs(alice, 1)
+    pair_id = Pair.objects.get().pk
+    job_id = alice.post("/api/v1/jobs", {"seconds": 5}, format="json").json()["id"]
+    model_id = publish_fake_model(TrainingJob.objects.get(pk=job_id)).pk
+    missing = 10**9
+    for object_id in (pair_id, missing):
+        assert bob.get(f"/api/v1/pairs/{object_id}").status_code == 404
+        assert bob.delete(f"/api/v1/pairs/{object_id}").status_code == 404
+    for object_id in (job_id, missing):
+        assert bob.get(f"/api/v1/jobs/{object_id}").status_code == 404
+        assert bob.post(f"/api/v1/jobs/{object_id}/cancel").status_code == 404
+        assert bob.get(f"/api/v1/jobs/{object_id}/events").status_code == 404
+    for object_id in (model_id, missing):
+        assert bob.get(f"/api/v1/models/{object_id}").status_code == 404
+        assert bob.post(f"/api/v1/models/{object_id}/activate").status_code == 404
+        assert bob.get(f"/api/v1/models/{object_id}/download").status_code == 404
+    assert bob.get("/api/v1/pairs").json()["count"] == 0
+    assert bob.get("/api/v1/jobs").json()["count"] == 0
+    assert bob.get("/api/v1/models").json()["count"] == 0
+    assert Pair.objects.filter(pk=pair_id).exists()
+    assert not JobEvent.objects.filter(job_id=job_id, kind="cancel_requested").exists()
+    # and alice herself sees them
+    assert alice.get(f"/api/v1/models/{model_id}").status_code == 200
+    assert alice.get(f"/api/v1/models/{model_id}/download").status_code == 200
+
+
+def test_upload_throttle(settings, alice):
+    from django.core.cache import cache
+
+    cache.clear()
+    rates = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**rates, "uploads": "2/minute"},
+    }
+    codes = [upload(alice, *pair_bytes(200 + i)).status_code for i in range(3)]
+    cache.clear()
+    assert codes == [201, 201, 429]
+
+
+def test_openapi_schema_validates():
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("spectacular", "--validate", "--fail-on-warn", stdout=out)
+    schema = out.getvalue()
+    for path in ("/api/v1/pairs", "/api/v1/jobs/{id}/cancel", "/api/v1/predict", "/api/v1/render"):
+        assert path in schema

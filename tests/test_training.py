@@ -1,0 +1,214 @@
+"""The training pipeline: lease, progress, publish, idempotency, sweeper; in-process and with a real worker."""
+
+import time
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from personalize.accounts import create_or_get_editor
+from personalize.jobs import create_job
+from personalize.models import EditorProfile, PersonalModel, TrainingJob
+from personalize.pairs import upload_pair
+from rlcore.checkpoint import BASE_MODEL_PATH, load_model
+from tests.photos import pair_bytes
+from workers import training
+
+Status = TrainingJob.Status
+
+
+def add_pairs(user, count: int, start: int = 0) -> None:
+    for i in range(count):
+        before, after = pair_bytes(start + i)
+        upload_pair(
+            user, SimpleUploadedFile("b.jpg", before), SimpleUploadedFile("a.jpg", after), name=f"p{i}"
+        )
+
+
+def take_lease(job: TrainingJob, owner: str = "test-owner") -> TrainingJob:
+    job.status = Status.RUNNING
+    job.lease_owner = owner
+    job.heartbeat_at = timezone.now()
+    job.attempts += 1
+    job.save()
+    return job
+
+
+def publish_fake_model(job: TrainingJob) -> PersonalModel:
+    """Publish the base model as if it were this job's result (for tests that need a model row)."""
+    take_lease(job)
+    result = SimpleNamespace(
+        model=load_model(BASE_MODEL_PATH), metrics={"val_delta_e_personal": 1.0}, curve=[(10, 2.0), (20, 1.0)]
+    )
+    return training.publish(job, "test-owner", result)
+
+
+@pytest.fixture
+def editor(db, settings):
+    settings.MIN_PAIRS_FOR_TRAINING = 4
+    user, _ = create_or_get_editor("erin", password="erin-password-123")
+    return user
+
+
+def media_files(media_root, pattern: str) -> list:
+    return sorted(p.relative_to(media_root).as_posix() for p in media_root.glob(pattern) if p.is_file())
+
+
+def test_run_job_in_process_publishes_one_model(editor, media_root):
+    add_pairs(editor, 6)
+    job = create_job(editor, seconds=3, seed=1)
+    assert training.run_job(job.pk) == "succeeded"
+
+    job.refresh_from_db()
+    assert job.status == Status.SUCCEEDED and job.progress == 1.0 and job.error == ""
+    model = PersonalModel.objects.get(owner=editor)
+    assert job.model == model and model.version == 1 and model.job == job
+    assert EditorProfile.objects.get(user=editor).active_model == model
+    assert {"val_delta_e_no_edit", "val_delta_e_base", "val_delta_e_personal", "steps"} <= set(job.metrics)
+    assert job.curve and job.started_at <= job.finished_at
+    kinds = list(job.events.values_list("kind", flat=True))
+    assert kinds[:2] == ["queued", "started"] and kinds[-1] == "succeeded"
+    assert media_files(media_root, "models/*/*") == [model.file]
+    assert media_files(media_root, "checkpoints/**/*") == []
+    assert load_model((media_root / model.file).read_bytes()).metadata["kind"] == "personal"
+
+    # A duplicate delivery of a finished job does nothing.
+    assert training.run_job(job.pk) == "skipped"
+    assert PersonalModel.objects.filter(owner=editor).count() == 1
+
+
+def test_duplicate_delivery_while_lease_is_live_does_nothing(editor):
+    add_pairs(editor, 4)
+    job = take_lease(create_job(editor, seconds=3), owner="other-worker:1")
+    assert training.run_job(job.pk) == "skipped"
+    job.refresh_from_db()
+    assert job.lease_owner == "other-worker:1" and job.attempts == 1
+
+
+def test_cancelled_job_is_not_run(editor):
+    add_pairs(editor, 4)
+    job = create_job(editor, seconds=3)
+    TrainingJob.objects.filter(pk=job.pk).update(cancel_requested=True)
+    assert training.run_job(job.pk) == "skipped"
+    job.refresh_from_db()
+    assert job.status == Status.CANCELLED and not PersonalModel.objects.exists()
+
+
+def test_cancel_flag_stops_a_running_job_and_publishes_nothing(editor, media_root, monkeypatch):
+    add_pairs(editor, 4)
+    job = create_job(editor, seconds=30)
+    polls = []
+
+    original = training.JobReporter.should_stop
+
+    def should_stop(self):
+        polls.append(time.monotonic())
+        if len(polls) == 3:
+            TrainingJob.objects.filter(pk=self.job.pk).update(cancel_requested=True)
+            self.last_write = 0.0  # let the next poll read the flag at once
+        return original(self)
+
+    monkeypatch.setattr(training.JobReporter, "should_stop", should_stop)
+    started = time.monotonic()
+    assert training.run_job(job.pk) == "cancelled"
+    assert time.monotonic() - started < 15
+    job.refresh_from_db()
+    assert job.status == Status.CANCELLED
+    assert not PersonalModel.objects.exists()
+    assert media_files(media_root, "models/**/*") == [] and media_files(media_root, "checkpoints/**/*") == []
+
+
+def test_failed_publish_leaves_no_file_and_no_row(editor, media_root, monkeypatch):
+    add_pairs(editor, 4)
+    job = create_job(editor, seconds=2)
+
+    def broken_update_or_create(*args, **kwargs):
+        raise RuntimeError("database refused the write")
+
+    monkeypatch.setattr(EditorProfile.objects, "update_or_create", broken_update_or_create)
+    with pytest.raises(RuntimeError):
+        training.run_job(job.pk)
+    assert not PersonalModel.objects.exists()
+    assert media_files(media_root, "models/**/*") == []
+
+
+def test_sweeper_requeues_stale_jobs_and_fails_exhausted_ones(editor, settings):
+    settings.JOB_MAX_ATTEMPTS = 2
+    add_pairs(editor, 4)
+    other, _ = create_or_get_editor("frank")
+    add_pairs(other, 4, start=10)
+    stale = timezone.now() - timedelta(seconds=settings.JOB_LEASE_SECONDS + 5)
+
+    requeue = take_lease(create_job(editor, seconds=3), owner="dead-worker")
+    exhausted = take_lease(create_job(other, seconds=3), owner="dead-worker")
+    TrainingJob.objects.filter(pk=exhausted.pk).update(attempts=2)
+    TrainingJob.objects.filter(pk__in=[requeue.pk, exhausted.pk]).update(heartbeat_at=stale)
+
+    result = training.sweep_stale_jobs()
+    assert result["requeued"] == [requeue.pk] and result["failed"] == [exhausted.pk]
+    requeue.refresh_from_db()
+    exhausted.refresh_from_db()
+    assert requeue.status == Status.QUEUED and requeue.lease_owner == ""
+    assert exhausted.status == Status.FAILED and "ran out of attempts" in exhausted.error
+    assert requeue.events.filter(kind="requeued").exists()
+    assert exhausted.events.filter(kind="failed").exists()
+
+    # the re-queued job resumes as attempt 2 and succeeds
+    assert training.run_job(requeue.pk) == "succeeded"
+    requeue.refresh_from_db()
+    assert requeue.attempts == 2 and requeue.events.filter(kind="retried").exists()
+
+
+def test_job_with_unreadable_thumbnails_fails_at_once_with_reason(editor, media_root):
+    add_pairs(editor, 4)
+    job = create_job(editor, seconds=3)
+    first = editor.pairs.order_by("id").first()
+    (media_root / first.before_thumb.name).write_bytes(b"not a png")
+    assert training.run_job(job.pk) == "failed"
+    job.refresh_from_db()
+    assert job.status == Status.FAILED and f"pair {first.pk}" in job.error
+
+
+@pytest.mark.slow
+def test_job_lifecycle_through_the_api_and_a_real_worker(celery_worker_process, settings):
+    settings.MIN_PAIRS_FOR_TRAINING = 6
+    _, token = create_or_get_editor("gina", password="gina-password-123")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    for i in range(6):
+        before, after = pair_bytes(40 + i)
+        response = client.post(
+            "/api/v1/pairs",
+            {"before": SimpleUploadedFile("b.jpg", before), "after": SimpleUploadedFile("a.jpg", after)},
+            format="multipart",
+        )
+        assert response.status_code == 201
+    job = client.post("/api/v1/jobs", {"seconds": 4}, format="json").json()
+
+    deadline = time.monotonic() + 120
+    seen = set()
+    while time.monotonic() < deadline:
+        state = client.get(f"/api/v1/jobs/{job['id']}").json()
+        seen.add(state["status"])
+        if state["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.3)
+    assert state["status"] == "succeeded", state
+    assert "running" in seen or state["started_at"]
+    assert state["metrics"]["val_delta_e_personal"] <= state["metrics"]["val_delta_e_no_edit"]
+
+    models = client.get("/api/v1/models").json()["results"]
+    assert len(models) == 1 and models[0]["active"] and models[0]["id"] == state["model"]
+    before, _ = pair_bytes(99)
+    prediction = client.post(
+        "/api/v1/predict", {"image": SimpleUploadedFile("x.jpg", before)}, format="multipart"
+    ).json()
+    assert prediction["model"] == {"id": state["model"], "version": 1, "kind": "personal"}
+    download = client.get(f"/api/v1/models/{state['model']}/download")
+    assert download.status_code == 200
+    assert load_model(b"".join(download.streaming_content)).metadata["kind"] == "personal"
+    kinds = [e["kind"] for e in client.get(f"/api/v1/jobs/{job['id']}/events").json()]
+    assert kinds[0] == "queued" and "started" in kinds and kinds[-1] == "succeeded"
