@@ -1,0 +1,884 @@
+"""The actor-critic agent that learns an editor's style from before/after pairs (CleanRL style: one file).
+
+The problem is a one-step (contextual bandit) reinforcement-learning problem:
+
+* state  s: the before photo as a 64x64 thumbnail. The networks see it as global colour statistics
+  (RGB / CIELAB percentiles, a lightness histogram, chroma, grey-world balance: ``features``) plus,
+  for the actor, a tiny convolution over a 16x16 copy.
+* action a: the editor's 12 sliders; the actor outputs tanh(.) in [-1, 1], the editor gets round(100 a).
+* environment: ``rlcore.editor.apply_batch`` (a black box, never differentiated).
+* reward r: ``rlcore.reward.reward(before, edited, target, weights)`` = mean dE00(before, target) -
+  mean dE00(edited, target), optionally face-weighted per pixel.
+
+Training loop (``_train``), repeated every iteration:
+
+1. draw a batch of states from the pool (training pairs and augmented copies of their befores with the
+   target unchanged: under-exposed, colour-cast, low-contrast ...);
+2. act: the actor's action, or with probability epsilon (linearly decaying) a uniformly random action;
+   plus small Gaussian noise of a random scale;
+3. run the editor on the whole batch and score it with the reward; store (state, action, reward) in a
+   replay buffer;
+4. critic step(s): regress Q(s, a) on the stored rewards (Huber loss); Q(s, 0) = 0 by construction;
+5. actor step: maximise Q(s, actor(s)) (DDPG-like deterministic policy gradient) with an L2 pull
+   towards the starting (base) weights;
+6. every few steps: held-out validation dE00 of the actor's edits; keep the best actor, stop early when
+   it stops improving; checkpoint for resumption every few seconds.
+
+``train_base`` runs the same loop on distort-and-recover pairs (target = a photo, before = the photo after
+random editor adjustments and camera-like exposure / white-balance jitter); ``finetune`` starts from the
+base actor and critic and learns one editor's style.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlcore.data import PairSet
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rlcore.checkpoint import PersonalModel
+
+__all__ = [
+    "Config",
+    "Actor",
+    "Critic",
+    "PairSet",
+    "Progress",
+    "Cancelled",
+    "FinetuneResult",
+    "features",
+    "finetune",
+    "train_base",
+    "N_FEATURES",
+]
+
+THUMB = 64  # the state thumbnail
+CONV_THUMB = 16  # the actor's convolution input
+
+
+# ------------------------------------------------------------------------------------------------------
+# Hyperparameters
+# ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Config:
+    # networks (stored in the model file; a checkpoint's own sizes win when fine-tuning)
+    actor_hidden: int = 128
+    critic_hidden: int = 256
+    conv_channels: int = 16
+    # environment
+    env_size: int = 32  # thumbnail side the reward is computed on while training (validation: 64)
+    batch_envs: int = 64  # environment steps per iteration
+    # exploration: epsilon-greedy with linear decay, plus Gaussian noise of a log-uniform random scale
+    eps_start: float = 0.3
+    eps_end: float = 0.02
+    eps_decay_fraction: float = 0.6  # of the budget (steps or seconds)
+    noise_min: float = 0.01  # action units (1 = 100 slider points)
+    noise_max: float = 0.15
+    exploration: str = "actor"  # "actor" (the seed's method) or "uniform" (always random: the baseline)
+    # replay buffer and updates
+    buffer_size: int = 100_000
+    batch_size: int = 256
+    critic_updates: int = 4
+    actor_updates: int = 1
+    lr_critic: float = 1e-3
+    lr_actor: float = 5e-4
+    huber_delta: float = 2.0
+    l2_to_start: float = 1e-3  # pull of the actor towards its starting (base) weights
+    weight_decay: float = 0.0
+    # data and augmentation
+    val_fraction: float = 0.2
+    aug_copies: int = 8  # augmented befores per training pair (target unchanged)
+    aug_strength: float = 0.5
+    p_original: float = 0.5  # share of unaugmented befores among sampled states
+    # validation, early stopping, checkpointing
+    val_every: int = 10  # iterations
+    patience: int = 100  # validations without improvement before stopping
+    min_fraction: float = 0.3  # never stop early before this fraction of the budget
+    checkpoint_every_s: float = 5.0
+    reserve_s: float = 1.0  # seconds of the budget kept for the final evaluation
+    threads: int = 1  # torch threads while training (0: leave as is). Small ops: 1 is fastest, and
+    # 2 threads on a 2-core machine with any other load slow every step down 20x (OpenMP barriers)
+
+
+# ------------------------------------------------------------------------------------------------------
+# State features
+# ------------------------------------------------------------------------------------------------------
+
+_Q = torch.tensor([0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99])
+_HIST_BINS = 16
+N_FEATURES = 21 + 7 + 10 + 3 + _HIST_BINS + 2 + 2
+
+
+def _as_tensor_u8(images) -> torch.Tensor:
+    if isinstance(images, torch.Tensor):
+        return images.to(torch.uint8)
+    return torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
+
+
+def _hist_quantiles(v: torch.Tensor, lo: float, hi: float, bins: int, q: torch.Tensor) -> torch.Tensor:
+    """Quantiles q of each row of v (N, P) from a bins-bin histogram on [lo, hi] (sorting is 10x slower)."""
+    n, p = v.shape
+    idx = ((v - lo) * (bins / (hi - lo))).long().clamp_(0, bins - 1)
+    idx += torch.arange(n).unsqueeze(1) * bins
+    cdf = torch.bincount(idx.view(-1), minlength=n * bins).view(n, bins).cumsum(1).float() / p
+    k = torch.searchsorted(cdf, q.expand(n, -1).contiguous() - 1e-6).clamp_(max=bins - 1)
+    return lo + (k.float() + 0.5) * ((hi - lo) / bins)
+
+
+def features(thumbs) -> torch.Tensor:
+    """Global colour statistics of uint8 thumbnails (N, H, W, 3) -> float32 (N, N_FEATURES), roughly O(1)."""
+    from rlcore.color import srgb_to_lab, srgb_to_linear
+
+    x = _as_tensor_u8(thumbs)
+    n = x.shape[0]
+    flat = x.reshape(n, -1, 3)
+    p = flat.shape[1]
+    planes = flat.permute(2, 0, 1).float()  # (3, N, P) in 0..255
+    f_rgb = torch.stack([_hist_quantiles(planes[c], -0.5, 255.5, 256, _Q) for c in range(3)], 2)
+    f_rgb = (f_rgb / 255.0).reshape(n, -1)  # 21
+    lab = srgb_to_lab(flat)  # (N, P, 3)
+    L, a, b = lab[..., 0] / 100.0, lab[..., 1] / 50.0, lab[..., 2] / 50.0
+    f_L = _hist_quantiles(L, 0.0, 1.0, 200, _Q)  # 7
+    q3 = _Q[[1, 3, 5]]
+    f_ab = []
+    for c in (a, b):
+        f_ab += [c.mean(1, keepdim=True), c.std(1, keepdim=True), _hist_quantiles(c, -2.6, 2.6, 260, q3)]
+    f_ab = torch.cat(f_ab, 1)  # 10
+    chroma = torch.sqrt(a * a + b * b)
+    f_c = torch.cat([chroma.mean(1, keepdim=True), _hist_quantiles(chroma, 0.0, 3.0, 150, q3[1:])], 1)  # 3
+    bins = (L.clamp(0, 0.9999) * _HIST_BINS).long() + torch.arange(n).unsqueeze(1) * _HIST_BINS
+    hist = torch.bincount(bins.view(-1), minlength=n * _HIST_BINS).view(n, _HIST_BINS).float() / p * 4.0  # 16
+    hi_clip = (flat.amax(-1) >= 254).float().mean(1)
+    lo_clip = (flat.amin(-1) <= 1).float().mean(1)
+    clip = torch.stack([hi_clip, lo_clip], 1) * 4.0  # 2
+    lin = srgb_to_linear(flat).mean(1) + 1e-3  # (N, 3)
+    gw = torch.stack([torch.log(lin[:, 0] / lin[:, 1]), torch.log(lin[:, 2] / lin[:, 1])], 1)  # 2
+    return torch.cat([f_rgb, f_L, f_ab, f_c, hist, clip, gw], 1).float()
+
+
+def conv_input(thumbs) -> torch.Tensor:
+    """uint8 (N, 64, 64, 3) -> float (N, 3, 16, 16) centred on 0: the actor's convolution input."""
+    x = _as_tensor_u8(thumbs).permute(0, 3, 1, 2).float() / 255.0 - 0.5
+    if x.shape[-1] != CONV_THUMB:
+        x = F.adaptive_avg_pool2d(x, CONV_THUMB)
+    return x.contiguous()
+
+
+# ------------------------------------------------------------------------------------------------------
+# Networks
+# ------------------------------------------------------------------------------------------------------
+
+
+class Actor(nn.Module):
+    """pi(s): features (MLP) + a tiny conv over the 16x16 thumbnail -> 12 sliders in [-1, 1]."""
+
+    def __init__(
+        self, n_features: int = N_FEATURES, hidden: int = 128, conv_channels: int = 16, n_actions: int = 12
+    ):
+        super().__init__()
+        self.register_buffer("feat_mean", torch.zeros(n_features))
+        self.register_buffer("feat_std", torch.ones(n_features))
+        c = conv_channels
+        self.conv = nn.Sequential(
+            nn.Conv2d(3, c // 2, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c // 2, c, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
+        self.mlp = nn.Sequential(
+            nn.Linear(n_features + 2 * c, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, n_actions),
+        )
+        with torch.no_grad():  # start near "no edit"
+            self.mlp[-1].weight.mul_(0.1)
+            self.mlp[-1].bias.zero_()
+
+    def forward(self, feats: torch.Tensor, conv_x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(conv_x)
+        h = torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
+        z = torch.cat([(feats - self.feat_mean) / self.feat_std, h], 1)
+        return torch.tanh(self.mlp(z))
+
+
+class Critic(nn.Module):
+    """Q(s, a): predicted reward of editing state s with action a; Q(s, 0) = 0 exactly (no edit, no gain)."""
+
+    def __init__(self, n_features: int = N_FEATURES, hidden: int = 256, n_actions: int = 12):
+        super().__init__()
+        self.register_buffer("feat_mean", torch.zeros(n_features))
+        self.register_buffer("feat_std", torch.ones(n_features))
+        self.net = nn.Sequential(
+            nn.Linear(n_features + n_actions, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, feats: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        f = (feats - self.feat_mean) / self.feat_std
+        both = torch.cat([torch.cat([f, actions], 1), torch.cat([f, torch.zeros_like(actions)], 1)], 0)
+        q = self.net(both).squeeze(1)
+        n = feats.shape[0]
+        return q[:n] - q[n:]
+
+
+def n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# ------------------------------------------------------------------------------------------------------
+# Environment: the editor and the reward, batched
+# ------------------------------------------------------------------------------------------------------
+
+
+def _resize_u8(x: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> uint8 (N, size, size, 3) by box averaging."""
+    if x.shape[1] == size:
+        return x
+    y = F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2).float(), size)
+    return y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def _resize_w(w: torch.Tensor | None, size: int) -> torch.Tensor | None:
+    if w is None or w.shape[1] == size:
+        return w
+    return F.adaptive_avg_pool2d(w[:, None], size)[:, 0].contiguous()
+
+
+def to_sliders(actions: torch.Tensor) -> torch.Tensor:
+    """Actions in [-1, 1] -> integer slider values in [-100, 100] (float tensor of integers)."""
+    return (actions.clamp(-1, 1) * 100).round()
+
+
+def edit(images: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    from rlcore import editor
+
+    return editor.apply_batch(images, to_sliders(actions))
+
+
+def env_reward(
+    before: torch.Tensor, actions: torch.Tensor, target: torch.Tensor, weights=None
+) -> torch.Tensor:
+    """One environment step for a batch: edit with the editor, score with rlcore.reward.reward."""
+    from rlcore import reward
+
+    return reward.reward(before, edit(before, actions), target, weights).float()
+
+
+def mean_delta_e(images: torch.Tensor, target: torch.Tensor, weights=None) -> torch.Tensor:
+    """Per-image (weighted) mean dE00 between two uint8 batches (rlcore.reward's definition)."""
+    from rlcore import reward
+
+    return reward.mean_delta_e(images, reward.srgb_to_lab(target), weights)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Augmentation: camera-like exposure / white balance / contrast / saturation jitter (independent of the
+# editor's sliders), used for the augmented befores and for distort-and-recover
+# ------------------------------------------------------------------------------------------------------
+
+
+def camera_jitter(images: torch.Tensor, gen: torch.Generator, strength: float = 1.0) -> torch.Tensor:
+    """Random under/over-exposure, colour cast, low contrast and saturation change of uint8 (N, H, W, 3)."""
+    from rlcore.color import linear_to_srgb, srgb_to_linear
+
+    n = images.shape[0]
+
+    def u(lo, hi):
+        return (torch.rand(n, 1, 1, 1, generator=gen) * (hi - lo) + lo) * strength
+
+    lin = srgb_to_linear(images)
+    ev = u(-1.5, 0.8)  # mostly under-exposed, as cameras get it wrong
+    temp, tint = u(-0.25, 0.25), u(-0.1, 0.1)
+    gains = torch.cat([torch.exp(temp), torch.exp(tint), torch.exp(-temp)], -1)
+    lin = lin * (2.0**ev) * gains
+    s = linear_to_srgb(lin).clamp(0, 1)
+    contrast = 1.0 + u(-0.35, 0.1)
+    s = 0.5 + (s - 0.5) * contrast
+    luma = (s * torch.tensor([0.299, 0.587, 0.114])).sum(-1, keepdim=True)
+    sat = 1.0 + u(-0.4, 0.25)
+    s = luma + (s - luma) * sat
+    return (s.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def random_editor_actions(
+    n: int, gen: torch.Generator, n_active: int = 3, scale: float = 0.35
+) -> torch.Tensor:
+    """Sparse random slider settings: n_active random sliders set to N(0, scale), the rest 0."""
+    a = (torch.randn(n, 12, generator=gen) * scale).clamp(-1, 1)
+    keep = torch.rand(n, 12, generator=gen).argsort(1) < n_active
+    return a * keep
+
+
+# ------------------------------------------------------------------------------------------------------
+# Training data: the pool of states (befores, possibly augmented) and their targets
+# ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pool:
+    before: torch.Tensor  # uint8 (P, 64, 64, 3): states
+    pair: torch.Tensor  # long (P,): index of the target
+    original: torch.Tensor  # bool (P,): unaugmented before
+    target: torch.Tensor  # uint8 (T, 64, 64, 3)
+    weights: torch.Tensor | None  # float (T, 64, 64)
+    env_size: int
+
+    def __post_init__(self):
+        from rlcore import reward
+
+        self.feats = features(self.before)
+        self.conv = conv_input(self.before)
+        self.before_env = _resize_u8(self.before, self.env_size)
+        self.weights_env = _resize_w(self.weights, self.env_size)
+        # rlcore.reward.reward(before, edited, target, w) = baseline - mean_delta_e(edited, target_lab, w):
+        # the target's Lab and the unedited baseline are computed once per state instead of every step.
+        self.target_lab_env = reward.srgb_to_lab(_resize_u8(self.target, self.env_size))
+        w = None if self.weights_env is None else self.weights_env[self.pair]
+        self.baseline = reward.mean_delta_e(self.before_env, self.target_lab_env[self.pair], w)
+        self.idx_original = torch.nonzero(self.original).squeeze(1)
+        self.idx_augmented = torch.nonzero(~self.original).squeeze(1)
+
+    def __len__(self):
+        return self.before.shape[0]
+
+    def sample(self, n: int, gen: torch.Generator, p_original: float) -> torch.Tensor:
+        if len(self.idx_augmented) == 0 or len(self.idx_original) == 0:
+            return torch.randint(len(self), (n,), generator=gen)
+        orig = torch.rand(n, generator=gen) < p_original
+        i_o = self.idx_original[torch.randint(len(self.idx_original), (n,), generator=gen)]
+        i_a = self.idx_augmented[torch.randint(len(self.idx_augmented), (n,), generator=gen)]
+        return torch.where(orig, i_o, i_a)
+
+    def step(self, idx: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Rewards of editing states idx with actions (the environment, batched)."""
+        from rlcore import reward
+
+        t = self.pair[idx]
+        w = None if self.weights_env is None else self.weights_env[t]
+        edited = edit(self.before_env[idx], actions)
+        return (self.baseline[idx] - reward.mean_delta_e(edited, self.target_lab_env[t], w)).float()
+
+
+@dataclass
+class _Val:
+    before: torch.Tensor  # uint8 (V, 64, 64, 3)
+    target: torch.Tensor
+    weights: torch.Tensor | None
+
+    def __post_init__(self):
+        from rlcore import reward
+
+        self.feats = features(self.before)
+        self.conv = conv_input(self.before)
+        self.target_lab = reward.srgb_to_lab(self.target)
+
+    @torch.no_grad()
+    def per_pair(self, actor: Actor | None) -> torch.Tensor:
+        from rlcore import reward
+
+        edited = self.before if actor is None else edit(self.before, actor(self.feats, self.conv))
+        return reward.mean_delta_e(edited, self.target_lab, self.weights)
+
+    def delta_e(self, actor: Actor | None) -> float:
+        """Mean (weighted) dE00 of the actor's edits (None: no edit) to the targets, at 64x64."""
+        return float(self.per_pair(actor).mean())
+
+
+def _augment_pool(
+    ps: PairSet, idx: np.ndarray, copies: int, strength: float, seed: int, env_size: int
+) -> _Pool:
+    gen = torch.Generator().manual_seed(seed * 7919 + 17)
+    before = torch.from_numpy(ps.before[idx])
+    target = torch.from_numpy(ps.after[idx])
+    weights = None if ps.weights is None else torch.from_numpy(ps.weights[idx])
+    n = len(idx)
+    parts, pair, orig = [before], [torch.arange(n)], [torch.ones(n, dtype=torch.bool)]
+    for _ in range(copies):
+        parts.append(camera_jitter(before, gen, strength))
+        pair.append(torch.arange(n))
+        orig.append(torch.zeros(n, dtype=torch.bool))
+    return _Pool(torch.cat(parts), torch.cat(pair), torch.cat(orig), target, weights, env_size)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Progress, cancellation, results
+# ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    step: int
+    fraction: float  # 0..1 of the budget
+    eta_seconds: float
+    epsilon: float
+    reward: float  # mean reward of the last batch of environment steps
+    val_delta_e: float  # latest validation mean dE00 (nan before the first validation)
+
+
+class Cancelled(Exception):
+    """Raised when should_stop() returned True; the checkpoint (if any) holds the state at that point."""
+
+
+@dataclass
+class FinetuneResult:
+    model: PersonalModel
+    metrics: dict[str, Any]
+    curve: list[tuple[int, float]]
+
+
+# ------------------------------------------------------------------------------------------------------
+# Resumable state
+# ------------------------------------------------------------------------------------------------------
+
+
+def _fingerprint(*arrays, extra: str = "") -> str:
+    h = hashlib.sha256(extra.encode())
+    for a in arrays:
+        if a is not None:
+            a = np.ascontiguousarray(a)
+            h.update(str(a.shape).encode())
+            h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _save_state(path: Path, state: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    with open(tmp, "wb") as f:
+        f.write(buf.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _load_state(path: Path) -> dict | None:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+
+
+# ------------------------------------------------------------------------------------------------------
+# The training loop (shared by train_base and finetune)
+# ------------------------------------------------------------------------------------------------------
+
+
+def _train(
+    pool: _Pool,
+    val: _Val,
+    actor: Actor,
+    critic: Critic,
+    cfg: Config,
+    seed: int,
+    seconds: float,
+    max_steps: int | None,
+    checkpoint_path: Path | None,
+    should_stop: Callable[[], bool] | None,
+    on_progress: Callable[[Progress], None] | None,
+    fingerprint: str,
+    t_start: float,
+) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    start_params = [p.detach().clone() for p in actor.parameters()]
+    opt_a = torch.optim.Adam(actor.parameters(), lr=cfg.lr_actor, weight_decay=cfg.weight_decay)
+    opt_c = torch.optim.Adam(critic.parameters(), lr=cfg.lr_critic)
+    cap = cfg.buffer_size
+    buf_idx = torch.zeros(cap, dtype=torch.long)
+    buf_a = torch.zeros(cap, 12)
+    buf_r = torch.zeros(cap)
+    ptr = size = step = 0
+    elapsed_before = 0.0  # seconds spent in earlier (killed) runs
+    best_val = val.delta_e(actor)
+    best_actor = copy.deepcopy(actor.state_dict())
+    best_step, since_best = 0, 0
+    curve: list[tuple[int, float]] = [(0, best_val)]
+    last_val, last_reward = best_val, float("nan")
+
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        st = _load_state(Path(checkpoint_path))
+        if st is not None and st.get("fingerprint") == fingerprint:
+            actor.load_state_dict(st["actor"])
+            critic.load_state_dict(st["critic"])
+            opt_a.load_state_dict(st["opt_actor"])
+            opt_c.load_state_dict(st["opt_critic"])
+            start_params = list(st["start_params"])
+            n = int(st["size"])
+            buf_idx[:n], buf_a[:n], buf_r[:n] = st["buf_idx"], st["buf_a"], st["buf_r"]
+            ptr, size, step = int(st["ptr"]), n, int(st["step"])
+            elapsed_before = float(st["elapsed"])
+            best_val, best_step, since_best = (
+                float(st["best_val"]),
+                int(st["best_step"]),
+                int(st["since_best"]),
+            )
+            best_actor = st["best_actor"]
+            curve = [(int(s), float(v)) for s, v in st["curve"]]
+            last_val, last_reward = float(st["last_val"]), float(st["last_reward"])
+            gen.set_state(st["gen"])
+            torch.set_rng_state(st["torch_rng"])
+    run_start = time.monotonic()
+    setup_s = run_start - t_start  # this run's setup counts against the budget too
+    elapsed_before += setup_s
+
+    def elapsed() -> float:
+        return elapsed_before + time.monotonic() - run_start
+
+    def fraction() -> float:
+        if max_steps is not None:
+            return min(1.0, step / max(1, max_steps))
+        return min(1.0, elapsed() / max(1e-6, seconds - cfg.reserve_s))
+
+    def state_dict() -> dict:
+        return {
+            "fingerprint": fingerprint,
+            "actor": actor.state_dict(),
+            "critic": critic.state_dict(),
+            "opt_actor": opt_a.state_dict(),
+            "opt_critic": opt_c.state_dict(),
+            "start_params": start_params,
+            "buf_idx": buf_idx[:size].clone(),
+            "buf_a": buf_a[:size].clone(),
+            "buf_r": buf_r[:size].clone(),
+            "ptr": ptr,
+            "size": size,
+            "step": step,
+            "elapsed": elapsed(),
+            "best_val": best_val,
+            "best_step": best_step,
+            "since_best": since_best,
+            "best_actor": best_actor,
+            "curve": [[s, v] for s, v in curve],
+            "last_val": last_val,
+            "last_reward": last_reward,
+            "gen": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    last_ckpt = last_progress = time.monotonic()
+    stopped_early = False
+    while True:
+        if should_stop is not None and should_stop():
+            if checkpoint_path is not None:
+                _save_state(Path(checkpoint_path), state_dict())
+            raise Cancelled("fine-tuning cancelled")
+        frac = fraction()
+        if (max_steps is not None and step >= max_steps) or elapsed() >= seconds - cfg.reserve_s:
+            break
+        if frac >= cfg.min_fraction and since_best >= cfg.patience:
+            stopped_early = True
+            break
+
+        # 1-2. states and actions: epsilon-greedy around the actor, plus noise of a random scale
+        eps = cfg.eps_end + (cfg.eps_start - cfg.eps_end) * max(0.0, 1.0 - frac / cfg.eps_decay_fraction)
+        if cfg.exploration == "uniform":
+            eps = 1.0
+        idx = pool.sample(cfg.batch_envs, gen, cfg.p_original)
+        with torch.no_grad():
+            a = actor(pool.feats[idx], pool.conv[idx])
+        sigma = cfg.noise_min * (cfg.noise_max / cfg.noise_min) ** torch.rand(
+            cfg.batch_envs, 1, generator=gen
+        )
+        a = a + sigma * torch.randn(cfg.batch_envs, 12, generator=gen)
+        random_a = torch.rand(cfg.batch_envs, 12, generator=gen) * 2 - 1
+        a = torch.where(torch.rand(cfg.batch_envs, 1, generator=gen) < eps, random_a, a)
+        a = to_sliders(a) / 100.0  # the action the editor really ran
+
+        # 3. environment (the editor, a black box) and the reward; into the replay buffer
+        r = pool.step(idx, a)
+        last_reward = float(r.mean())
+        n = cfg.batch_envs
+        pos = (torch.arange(n) + ptr) % cap
+        buf_idx[pos], buf_a[pos], buf_r[pos] = idx, a, r
+        ptr, size = (ptr + n) % cap, min(cap, size + n)
+
+        # 4. critic: regress Q(s, a) on observed rewards
+        for _ in range(cfg.critic_updates):
+            j = torch.randint(size, (cfg.batch_size,), generator=gen)
+            s = buf_idx[j]
+            q = critic(pool.feats[s], buf_a[j])
+            loss_c = F.huber_loss(q, buf_r[j], delta=cfg.huber_delta)
+            opt_c.zero_grad(set_to_none=True)
+            loss_c.backward()
+            opt_c.step()
+
+        # 5. actor: maximise Q(s, actor(s)), staying close to where it started
+        for _ in range(cfg.actor_updates):
+            s = pool.sample(cfg.batch_size, gen, cfg.p_original)
+            q = critic(pool.feats[s], actor(pool.feats[s], pool.conv[s]))
+            reg = sum(((p - p0) ** 2).sum() for p, p0 in zip(actor.parameters(), start_params, strict=True))
+            loss_a = -q.mean() + cfg.l2_to_start * reg
+            opt_a.zero_grad(set_to_none=True)
+            loss_a.backward()
+            opt_a.step()
+        step += 1
+
+        # 6. validation, early stopping, checkpoint, progress
+        if step % cfg.val_every == 0:
+            last_val = val.delta_e(actor)
+            curve.append((step, last_val))
+            if last_val < best_val - 1e-4:
+                best_val, best_step, since_best = last_val, step, 0
+                best_actor = copy.deepcopy(actor.state_dict())
+            else:
+                since_best += 1
+        now = time.monotonic()
+        if checkpoint_path is not None and now - last_ckpt >= cfg.checkpoint_every_s:
+            _save_state(Path(checkpoint_path), state_dict())
+            last_ckpt = time.monotonic()
+        if on_progress is not None and now - last_progress >= 0.1:
+            last_progress = now
+            f = fraction()
+            eta = elapsed() * (1 - f) / f if f > 0 else float("nan")
+            if max_steps is None:
+                eta = max(0.0, seconds - elapsed())
+            on_progress(Progress(step, f, eta, eps, last_reward, last_val))
+
+    actor.load_state_dict(best_actor)
+    if on_progress is not None:
+        on_progress(Progress(step, 1.0, 0.0, cfg.eps_end, last_reward, best_val))
+    return {
+        "steps": step,
+        "env_steps": step * cfg.batch_envs,
+        "best_step": best_step,
+        "best_val": best_val,
+        "curve": curve,
+        "stopped_early": stopped_early,
+        "train_seconds": elapsed(),
+    }
+
+
+# ------------------------------------------------------------------------------------------------------
+# Public entry points
+# ------------------------------------------------------------------------------------------------------
+
+
+def _split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    n_val = max(1, int(round(n * val_fraction))) if n >= 2 else 0
+    n_val = min(n_val, n - 1)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+class _threads:
+    """Context manager: torch's intra-op threads set to cfg.threads, restored afterwards."""
+
+    def __init__(self, n: int):
+        self.n, self.old = n, torch.get_num_threads()
+
+    def __enter__(self):
+        if self.n > 0:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        if self.n > 0:
+            torch.set_num_threads(self.old)
+
+
+def finetune(
+    pairs: PairSet,
+    base: PersonalModel | None = None,
+    seconds: float = 60.0,
+    seed: int = 0,
+    face_weight: float = 0.0,
+    checkpoint_path: str | Path | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    *,
+    max_steps: int | None = None,
+    config: Config | None = None,
+) -> FinetuneResult:
+    """Learns one editor's style from before/after thumbnails, starting from the base actor and critic.
+
+    ``face_weight`` > 0 with ``pairs.weights`` None gives uniform weights (the caller detects faces: see
+    rlcore.data.load_pairs_dir); with weights given they always flow into the reward.  ``max_steps``
+    bounds the run by iterations (deterministic for a seed); ``seconds`` is a wall-clock budget counted
+    across resumptions.
+    """
+
+    t_start = time.monotonic()
+    cfg = copy.deepcopy(config or Config())
+    with _threads(cfg.threads):
+        return _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_stop, on_progress,
+                         max_steps, cfg, t_start)  # fmt: skip
+
+
+def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_stop, on_progress, max_steps, cfg,
+              t_start) -> FinetuneResult:  # fmt: skip
+    from rlcore.checkpoint import BASE_MODEL_PATH, PersonalModel, load_model
+
+    if base is None:
+        base = load_model(BASE_MODEL_PATH)
+    if len(pairs) < 2:
+        raise ValueError("need at least 2 before/after pairs")
+    if base.critic is None:
+        raise ValueError("the base model has no critic; fine-tuning needs a base model file with one")
+    weights = pairs.weights
+    train_idx, val_idx = _split(len(pairs), cfg.val_fraction, seed)
+    pool = _augment_pool(pairs, train_idx, cfg.aug_copies, cfg.aug_strength, seed, cfg.env_size)
+    val = _Val(
+        torch.from_numpy(pairs.before[val_idx]),
+        torch.from_numpy(pairs.after[val_idx]),
+        None if weights is None else torch.from_numpy(weights[val_idx]),
+    )
+    actor = copy.deepcopy(base.actor)
+    critic = copy.deepcopy(base.critic)
+    val_no_edit = val.delta_e(None)
+    val_base = val.delta_e(actor)
+    fp = _fingerprint(
+        pairs.before,
+        pairs.after,
+        weights,
+        extra=f"{seed}|{face_weight}|{asdict(cfg)}|{base.metadata.get('model_id')}",
+    )
+    info = _train(
+        pool, val, actor, critic, cfg, seed, seconds, max_steps,
+        Path(checkpoint_path) if checkpoint_path is not None else None,
+        should_stop, on_progress, fp, t_start,
+    )  # fmt: skip
+    val_personal = val.delta_e(actor)
+    metrics = {
+        "val_delta_e_no_edit": round(val_no_edit, 4),
+        "val_delta_e_base": round(val_base, 4),
+        "val_delta_e_personal": round(val_personal, 4),
+        "steps": info["steps"],
+        "env_steps": info["env_steps"],
+        "best_step": info["best_step"],
+        "stopped_early": info["stopped_early"],
+        "train_pairs": int(len(train_idx)),
+        "val_pairs": int(len(val_idx)),
+        "seconds": round(time.monotonic() - t_start, 2),
+        "seconds_total": round(info["train_seconds"], 2),
+        "seed": seed,
+        "face_weight": face_weight,
+    }
+    model = PersonalModel(
+        actor,
+        critic,
+        metadata={
+            "kind": "personal",
+            "base_version": base.metadata.get("model_id"),
+            "metrics": metrics,
+            "config": asdict(cfg),
+        },
+    )
+    return FinetuneResult(model=model, metrics=metrics, curve=info["curve"])
+
+
+def distort(target: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Distort-and-recover: random editor adjustments and camera-like jitter of uint8 (N, 64, 64, 3)."""
+    n = target.shape[0]
+    x = edit(target, random_editor_actions(n, gen))
+    return camera_jitter(x, gen, 1.0)
+
+
+def train_base(
+    images: list[np.ndarray],
+    seconds: float = 300.0,
+    seed: int = 0,
+    *,
+    n_train: int = 4000,
+    n_val: int = 200,
+    max_steps: int | None = None,
+    config: Config | None = None,
+    checkpoint_path: str | Path | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    source: str = "",
+) -> FinetuneResult:
+    """Learns a generic enhancer from photos by distort-and-recover; returns the base model (kind 'base')."""
+
+    t_start = time.monotonic()
+    cfg = copy.deepcopy(
+        config
+        or Config(
+            eps_start=0.5,
+            eps_decay_fraction=0.7,
+            aug_copies=0,
+            p_original=1.0,
+            val_every=25,
+            patience=10_000,
+            l2_to_start=0.0,
+            noise_max=0.3,
+        )
+    )
+    with _threads(cfg.threads):
+        return _train_base(images, seconds, seed, n_train, n_val, max_steps, cfg, checkpoint_path, on_progress,
+                           should_stop, source, t_start)  # fmt: skip
+
+
+def _train_base(images, seconds, seed, n_train, n_val, max_steps, cfg, checkpoint_path, on_progress, should_stop,
+                source, t_start) -> FinetuneResult:  # fmt: skip
+    from rlcore.checkpoint import PersonalModel
+    from rlcore.data import random_crops
+
+    rng = np.random.default_rng(seed)
+    crops = random_crops(images, n_train + n_val, rng, size=THUMB)
+    gen = torch.Generator().manual_seed(seed + 1)
+    target = torch.from_numpy(crops)
+    before = distort(target, gen)
+    pool = _Pool(
+        before[:n_train],
+        torch.arange(n_train),
+        torch.ones(n_train, dtype=torch.bool),
+        target[:n_train],
+        None,
+        env_size=cfg.env_size,
+    )
+    val = _Val(before[n_train:], target[n_train:], None)
+    torch.manual_seed(seed)
+    actor = Actor(N_FEATURES, cfg.actor_hidden, cfg.conv_channels)
+    critic = Critic(N_FEATURES, cfg.critic_hidden)
+    mean, std = pool.feats.mean(0), pool.feats.std(0).clamp_min(1e-3)
+    for m in (actor, critic):
+        m.feat_mean.copy_(mean)
+        m.feat_std.copy_(std)
+    fp = _fingerprint(crops, extra=f"{seed}|{asdict(cfg)}")
+    val_no_edit = val.delta_e(None)
+    info = _train(
+        pool, val, actor, critic, cfg, seed, seconds, max_steps,
+        Path(checkpoint_path) if checkpoint_path is not None else None,
+        should_stop, on_progress, fp, t_start,
+    )  # fmt: skip
+    metrics = {
+        "val_delta_e_no_edit": round(val_no_edit, 4),
+        "val_delta_e_base": round(val.delta_e(actor), 4),
+        "steps": info["steps"],
+        "env_steps": info["env_steps"],
+        "best_step": info["best_step"],
+        "train_pairs": n_train,
+        "val_pairs": n_val,
+        "photos": len(images),
+        "seconds": round(time.monotonic() - t_start, 2),
+        "seed": seed,
+    }
+    model = PersonalModel(
+        actor,
+        critic,
+        metadata={"kind": "base", "metrics": metrics, "config": asdict(cfg), "source": source},
+    )
+    return FinetuneResult(model=model, metrics=metrics, curve=info["curve"])

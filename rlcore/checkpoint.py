@@ -1,0 +1,217 @@
+"""Model files: the base model and personal models, as safetensors with a JSON header.
+
+A model file is a plain safetensors file (whatever its extension: ``base.pt`` included); the tensors are
+the actor's (``actor.*``) and optionally the critic's (``critic.*``) weights, and the safetensors metadata
+holds one JSON document under the key ``rlcore``::
+
+    {"format": "rlcore-model", "format_version": 1, "kind": "base" | "personal",
+     "adjustments": [12 slider names, in order], "model_id": "...", "base_version": "...",
+     "arch": {...network sizes...}, "metrics": {...}, "created_at": "ISO-8601 UTC", ...}
+
+Loading never unpickles anything.  A file for another adjustment list or format version is refused with
+ModelFormatError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlcore.agent import CONV_THUMB, N_FEATURES, THUMB, Actor, Critic, conv_input, features
+
+FORMAT = "rlcore-model"
+FORMAT_VERSION = 1
+FEATURE_VERSION = 1
+BASE_MODEL_PATH = Path(__file__).resolve().parent / "assets" / "base.pt"
+MAX_HEADER_BYTES = 10_000_000
+
+__all__ = ["PersonalModel", "ModelFormatError", "save_model", "load_model", "model_bytes", "BASE_MODEL_PATH"]
+
+
+class ModelFormatError(ValueError):
+    """The file is not an rlcore model this code can use (the message says why)."""
+
+
+def _adjustments() -> list[str]:
+    from rlcore.editor import ADJUSTMENTS
+
+    return list(ADJUSTMENTS)
+
+
+class PersonalModel:
+    """An actor (and optionally its critic) plus self-describing metadata; predicts sliders for photos."""
+
+    def __init__(self, actor: Actor, critic: Critic | None = None, metadata: dict[str, Any] | None = None):
+        self.actor = actor.eval()
+        self.critic = critic.eval() if critic is not None else None
+        meta = dict(metadata or {})
+        meta.setdefault("kind", "personal")
+        meta.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
+        meta["format"] = FORMAT
+        meta["format_version"] = FORMAT_VERSION
+        meta["feature_version"] = FEATURE_VERSION
+        meta["adjustments"] = meta.get("adjustments") or _adjustments()
+        meta["arch"] = {
+            "n_features": actor.feat_mean.numel(),
+            "actor_hidden": actor.mlp[0].out_features,
+            "conv_channels": actor.conv[2].out_channels,
+            "critic_hidden": critic.net[0].out_features if critic is not None else None,
+            "thumb": THUMB,
+            "conv_thumb": CONV_THUMB,
+        }
+        meta["actor_params"] = sum(p.numel() for p in actor.parameters())
+        meta["critic_params"] = sum(p.numel() for p in critic.parameters()) if critic is not None else 0
+        if not meta.get("model_id"):
+            meta["model_id"] = f"{meta['kind']}-{_weights_hash(self._tensors())}"
+        if meta["kind"] == "base":
+            meta.setdefault("base_version", meta["model_id"])
+        self.metadata = meta
+
+    @property
+    def adjustments(self) -> list[str]:
+        return list(self.metadata["adjustments"])
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        t = {f"actor.{k}": v.detach().contiguous() for k, v in self.actor.state_dict().items()}
+        if self.critic is not None:
+            t.update({f"critic.{k}": v.detach().contiguous() for k, v in self.critic.state_dict().items()})
+        return t
+
+    @torch.no_grad()
+    def predict_actions(self, thumbs) -> torch.Tensor:
+        """uint8 (N, 64, 64, 3) thumbnails -> actions in [-1, 1] (float tensor (N, 12))."""
+        x = (
+            torch.from_numpy(np.ascontiguousarray(thumbs, dtype=np.uint8))
+            if not torch.is_tensor(thumbs)
+            else thumbs
+        )
+        if x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"thumbnails must be (N, H, W, 3) uint8, got {tuple(x.shape)}")
+        if x.shape[1:3] != (THUMB, THUMB):
+            from rlcore.agent import _resize_u8
+
+            x = _resize_u8(x, THUMB)
+        return self.actor(features(x), conv_input(x))
+
+    def predict_thumbnails(self, thumbs) -> np.ndarray:
+        """uint8 (N, 64, 64, 3) thumbnails -> int slider values (N, 12) in the editor's ADJUSTMENTS order."""
+        a = self.predict_actions(thumbs)
+        return (a.clamp(-1, 1) * 100).round().to(torch.int64).numpy()
+
+    def predict(self, image) -> dict[str, int]:
+        """A photo (uint8 H x W x 3, any size) -> {adjustment name: int}; computes the thumbnail itself."""
+        from rlcore.imageio import thumbnail
+
+        thumb = thumbnail(np.asarray(image), size=THUMB)
+        values = self.predict_thumbnails(thumb[None])[0]
+        return {name: int(v) for name, v in zip(self.adjustments, values, strict=True)}
+
+    def __repr__(self) -> str:
+        return f"PersonalModel({self.metadata.get('model_id')}, kind={self.metadata.get('kind')})"
+
+
+def _weights_hash(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        h.update(k.encode())
+        h.update(tensors[k].float().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def model_bytes(model: PersonalModel) -> bytes:
+    """The model file's content."""
+    from safetensors.torch import save
+
+    return save(model._tensors(), metadata={"rlcore": json.dumps(model.metadata, sort_keys=True)})
+
+
+def save_model(model: PersonalModel, path: str | Path) -> int:
+    """Writes the model file (not atomically: callers that need it write a temp file and rename); returns bytes."""
+    data = model_bytes(model)
+    Path(path).write_bytes(data)
+    return len(data)
+
+
+def _read_header(data: bytes) -> dict:
+    if len(data) < 8:
+        raise ModelFormatError("not an rlcore model file (too short)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n <= 0 or n > MAX_HEADER_BYTES or 8 + n > len(data):
+        raise ModelFormatError(
+            "not an rlcore model file (no safetensors header; pickled checkpoints are refused)"
+        )
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except Exception as exc:
+        raise ModelFormatError("not an rlcore model file (unreadable safetensors header)") from exc
+    meta = header.get("__metadata__") or {}
+    if "rlcore" not in meta:
+        raise ModelFormatError("not an rlcore model file (a safetensors file without rlcore metadata)")
+    try:
+        return json.loads(meta["rlcore"])
+    except Exception as exc:
+        raise ModelFormatError("not an rlcore model file (corrupt rlcore metadata)") from exc
+
+
+def load_model(source: str | Path | bytes | bytearray, *, check_adjustments: bool = True) -> PersonalModel:
+    """Loads a model file (path or bytes). Raises ModelFormatError for anything else than a compatible model."""
+    from safetensors.torch import load
+
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        where = "model data"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ModelFormatError(f"model file not found: {path}")
+        data = path.read_bytes()
+        where = str(path)
+    meta = _read_header(data)
+    if meta.get("format") != FORMAT:
+        raise ModelFormatError(f"{where}: not an rlcore model file (format {meta.get('format')!r})")
+    if meta.get("format_version") != FORMAT_VERSION or meta.get("feature_version") != FEATURE_VERSION:
+        raise ModelFormatError(
+            f"{where}: model format version {meta.get('format_version')}/{meta.get('feature_version')} "
+            f"is not supported (this rlcore reads {FORMAT_VERSION}/{FEATURE_VERSION}); retrain the model"
+        )
+    if check_adjustments:
+        ours = _adjustments()
+        theirs = meta.get("adjustments")
+        if theirs != ours:
+            raise ModelFormatError(
+                f"{where}: model was trained for adjustments {theirs} but this editor has {ours}; "
+                "retrain it (fine-tune again from a matching base model)"
+            )
+    arch = meta.get("arch") or {}
+    try:
+        tensors = load(data)
+        actor = Actor(int(arch["n_features"]), int(arch["actor_hidden"]), int(arch["conv_channels"]))
+        actor.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("actor.")})
+        critic = None
+        if any(k.startswith("critic.") for k in tensors):
+            critic = Critic(int(arch["n_features"]), int(arch["critic_hidden"]))
+            critic.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("critic.")})
+    except Exception as exc:
+        raise ModelFormatError(f"{where}: model weights do not match its header ({exc})") from exc
+    if int(arch.get("n_features", -1)) != N_FEATURES:
+        raise ModelFormatError(
+            f"{where}: model uses {arch.get('n_features')} features, this rlcore {N_FEATURES}"
+        )
+    return PersonalModel(actor, critic, metadata=meta)
+
+
+def _timed_predict(model: PersonalModel, image: np.ndarray, repeats: int = 50) -> float:
+    """Mean milliseconds per model.predict(image) (thumbnail + features + actor)."""
+    model.predict(image)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        model.predict(image)
+    return (time.perf_counter() - t) / repeats * 1000

@@ -1,0 +1,267 @@
+"""Command line: python -m rlcore {train-base, finetune, predict, apply, evaluate}.
+
+A stable contract (outside evaluations drive it exactly as documented in the README): results on stdout
+(JSON), progress bars and warnings on stderr, errors as one line on stderr with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 1."""
+
+
+def _progress_bar(total_label: str):
+    """An on_progress callback drawing a tqdm bar on stderr (fraction of the budget)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, file=sys.stderr, desc=total_label, unit="‰", dynamic_ncols=True, mininterval=0.5)
+    state = {"n": 0}
+
+    def on_progress(p) -> None:
+        n = int(round(p.fraction * 1000))
+        if n > state["n"]:
+            bar.update(n - state["n"])
+            state["n"] = n
+        val = "-" if p.val_delta_e != p.val_delta_e else f"{p.val_delta_e:.3f}"
+        bar.set_postfix_str(
+            f"step={p.step} eps={p.epsilon:.3f} reward={p.reward:+.3f} valdE00={val} eta={p.eta_seconds:.0f}s",
+            refresh=False,
+        )
+
+    return bar, on_progress
+
+
+def _save(model, out: str) -> int:
+    import os
+
+    from rlcore.checkpoint import model_bytes
+
+    path = Path(out)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    data = model_bytes(model)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return len(data)
+
+
+def cmd_train_base(args) -> int:
+    from rlcore.agent import train_base
+    from rlcore.data import load_images
+
+    images = load_images(args.images)
+    bar, cb = _progress_bar("train-base")
+    try:
+        res = train_base(
+            images, seconds=args.seconds, seed=args.seed, on_progress=cb, source=str(args.images)
+        )
+    finally:
+        bar.close()
+    size = _save(res.model, args.out)
+    print(
+        json.dumps(
+            {"out": args.out, "bytes": size, "model_id": res.model.metadata["model_id"], **res.metrics}
+        )
+    )
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    from rlcore.agent import finetune
+    from rlcore.checkpoint import BASE_MODEL_PATH, load_model
+    from rlcore.data import load_pairs_dir
+
+    if args.face_weight < 0:
+        raise CLIError("--face-weight must be >= 0")
+    if args.seconds <= 0:
+        raise CLIError("--seconds must be > 0")
+    base = load_model(args.base or BASE_MODEL_PATH)
+    pairs = load_pairs_dir(args.pairs, face_weight=args.face_weight)
+    bar, cb = _progress_bar("finetune")
+    try:
+        res = finetune(
+            pairs,
+            base=base,
+            seconds=args.seconds,
+            seed=args.seed,
+            face_weight=args.face_weight,
+            on_progress=cb,
+        )
+    finally:
+        bar.close()
+    size = _save(res.model, args.out)
+    print(
+        json.dumps(
+            {"out": args.out, "bytes": size, "model_id": res.model.metadata["model_id"], **res.metrics}
+        )
+    )
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from rlcore.checkpoint import load_model
+    from rlcore.imageio import load_image
+
+    model = load_model(args.model)
+    failed = 0
+    for image in args.images:
+        try:
+            img = load_image(image)
+        except Exception as exc:
+            print(f"error: cannot read {image}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(json.dumps({"image": image, "adjustments": model.predict(img)}), flush=True)
+    if failed:
+        raise CLIError(f"{failed} of {len(args.images)} image(s) could not be read")
+    return 0
+
+
+def _parse_adjustments(text: str) -> dict:
+    candidate = Path(text)
+    source = text
+    try:
+        if not text.lstrip().startswith("{") and candidate.is_file():
+            source = candidate.read_text()
+    except OSError:
+        pass
+    try:
+        value = json.loads(source)
+    except json.JSONDecodeError as exc:
+        raise CLIError(
+            f"--adjustments is neither a JSON object nor a readable JSON file ({exc.msg})"
+        ) from None
+    if isinstance(value, dict) and isinstance(value.get("adjustments"), dict):
+        value = value["adjustments"]  # accept predict's output line as is
+    if not isinstance(value, dict):
+        raise CLIError("--adjustments must be a JSON object {name: value}")
+    return value
+
+
+def cmd_apply(args) -> int:
+    from rlcore import editor, imageio
+
+    adjustments = _parse_adjustments(args.adjustments)
+    try:
+        editor.sliders_from_dict(adjustments)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    image = imageio.load_image(args.image)
+    out = editor.apply(image, adjustments)
+    imageio.save_image(out, args.out)
+    print(json.dumps({"image": args.image, "out": args.out, "adjustments": adjustments}))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import numpy as np
+    import torch
+
+    from rlcore import editor, reward
+    from rlcore.checkpoint import load_model
+    from rlcore.data import load_pairs_dir
+
+    model = load_model(args.model)
+    pairs = load_pairs_dir(args.pairs)
+    sliders = model.predict_thumbnails(pairs.before)
+    b, t = torch.from_numpy(pairs.before), torch.from_numpy(pairs.after)
+    t_lab = reward.srgb_to_lab(t)
+    no_edit = reward.mean_delta_e(b, t_lab).numpy()
+    edited = reward.mean_delta_e(editor.apply_batch(b, torch.from_numpy(sliders)), t_lab).numpy()
+    per_pair = [
+        {"name": n, "delta_e_no_edit": round(float(x), 4), "delta_e_model": round(float(y), 4)}
+        for n, x, y in zip(pairs.names, no_edit, edited, strict=True)
+    ]
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "pairs": len(per_pair),
+                "delta_e_no_edit": round(float(np.mean(no_edit)), 4),
+                "delta_e_model": round(float(np.mean(edited)), 4),
+                "resolution": "64x64 thumbnails",
+                "per_pair": per_pair,
+            }
+        )
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m rlcore", description="Learn and apply personal editing styles."
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser(
+        "train-base", help="train a generic base model from a folder of photos (distort-and-recover)"
+    )
+    s.add_argument("--images", required=True, help="folder of photos (searched recursively)")
+    s.add_argument("--out", required=True, help="model file to write")
+    s.add_argument("--seconds", type=float, default=300.0, help="time budget (default 300)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_train_base)
+
+    s = sub.add_parser("finetune", help="learn one editor's style from a pairs directory")
+    s.add_argument("--pairs", required=True, help="directory with before/ and after/ (and optional masks/)")
+    s.add_argument("--out", required=True, help="model file to write")
+    s.add_argument("--base", default=None, help="base model (default: the shipped rlcore/assets/base.pt)")
+    s.add_argument("--seconds", type=float, default=60.0, help="time budget (default 60)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--face-weight", type=float, default=0.0, help="extra reward weight of faces (default 0: off)"
+    )
+    s.set_defaults(func=cmd_finetune)
+
+    s = sub.add_parser("predict", help="print slider values for photos, one JSON object per line")
+    s.add_argument("--model", required=True)
+    s.add_argument("images", nargs="+", metavar="IMAGE")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("apply", help="apply slider values to a photo")
+    s.add_argument("--adjustments", required=True, help="JSON object {name: value} or a file holding one")
+    s.add_argument("image", metavar="IMAGE")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_apply)
+
+    s = sub.add_parser("evaluate", help="mean dE00 of a model's edits on a pairs directory")
+    s.add_argument("--model", required=True)
+    s.add_argument("--pairs", required=True)
+    s.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    t = time.monotonic()
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_ERROR
+    except Exception as exc:  # one line, no traceback: the CLI is a contract
+        from rlcore.checkpoint import ModelFormatError
+        from rlcore.data import DataError
+
+        known = isinstance(
+            exc, CLIError | ModelFormatError | DataError | FileNotFoundError | ValueError | OSError
+        )
+        msg = str(exc).replace("\n", " ").strip() or type(exc).__name__
+        print(f"error: {msg}" if known else f"error: {type(exc).__name__}: {msg}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        _ = t

@@ -1,0 +1,264 @@
+"""Data for the agent: before/after pair sets, pairs directories and offline sample photos.
+
+A pairs directory holds ``before/NAME.ext`` and ``after/NAME.ext`` with the same NAME (and optionally
+``masks/NAME.png``: white = face / important region).  Everything is reduced to 64x64 thumbnails, the
+agent's state; edits are pointwise and global so a squashed thumbnail keeps the photo's colours.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+THUMB = 64
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+
+
+class DataError(ValueError):
+    """A pairs directory or image folder that cannot be used (the message says why)."""
+
+
+@dataclass
+class PairSet:
+    """Before/after thumbnails of one editor's pairs.
+
+    before, after: uint8 (N, 64, 64, 3); weights: float32 (N, 64, 64) per-pixel reward weights or None
+    (uniform); names: optional labels (file stems) for reports.
+    """
+
+    before: np.ndarray
+    after: np.ndarray
+    weights: np.ndarray | None = None
+    names: list[str] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        self.before = np.ascontiguousarray(self.before, dtype=np.uint8)
+        self.after = np.ascontiguousarray(self.after, dtype=np.uint8)
+        if self.before.ndim != 4 or self.before.shape[-1] != 3:
+            raise DataError(f"before must be (N, H, W, 3) uint8, got shape {self.before.shape}")
+        if self.after.shape != self.before.shape:
+            raise DataError(f"after shape {self.after.shape} differs from before shape {self.before.shape}")
+        if self.weights is not None:
+            self.weights = np.ascontiguousarray(self.weights, dtype=np.float32)
+            if self.weights.shape != self.before.shape[:3]:
+                raise DataError(
+                    f"weights must be (N, H, W) = {self.before.shape[:3]}, got {self.weights.shape}"
+                )
+        if self.names is not None and len(self.names) != len(self.before):
+            raise DataError("names must have one entry per pair")
+
+    def __len__(self) -> int:
+        return len(self.before)
+
+    def subset(self, idx: np.ndarray | list[int]) -> PairSet:
+        idx = np.asarray(idx, dtype=np.int64)
+        return PairSet(
+            before=self.before[idx],
+            after=self.after[idx],
+            weights=None if self.weights is None else self.weights[idx],
+            names=None if self.names is None else [self.names[i] for i in idx],
+        )
+
+
+def _image_files(folder: Path) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    if not folder.is_dir():
+        return files
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
+            files.setdefault(p.stem, p)
+    return files
+
+
+def _resize_weights(w: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    img = Image.fromarray(np.asarray(w, dtype=np.float32), mode="F")
+    return np.asarray(img.resize((size, size), Image.Resampling.BOX), dtype=np.float32)
+
+
+def load_pairs_dir(
+    directory: str | Path,
+    face_weight: float = 0.0,
+    size: int = THUMB,
+    warn: Callable[[str], None] | None = None,
+) -> PairSet:
+    """Reads a pairs directory into a PairSet of thumbnails.
+
+    Unmatched or unreadable files are reported through ``warn`` (default: a line on stderr) and skipped.
+    With ``face_weight > 0`` pairs get per-pixel weights: masks/NAME.png where given, detected faces
+    otherwise.  Raises DataError when fewer than 2 usable pairs remain.
+    """
+    from rlcore import imageio
+
+    warn = warn or (lambda msg: print(msg, file=sys.stderr))
+    root = Path(directory)
+    if not root.is_dir():
+        raise DataError(f"pairs directory not found: {root}")
+    befores, afters = _image_files(root / "before"), _image_files(root / "after")
+    masks = _image_files(root / "masks")
+    if not (root / "before").is_dir() or not (root / "after").is_dir():
+        raise DataError(f"{root} must contain before/ and after/ folders")
+    for name in sorted(set(befores) - set(afters)):
+        warn(f"skipped {befores[name]}: no matching after/{name}.*")
+    for name in sorted(set(afters) - set(befores)):
+        warn(f"skipped {afters[name]}: no matching before/{name}.*")
+
+    b_list, a_list, w_list, names = [], [], [], []
+    for name in sorted(set(befores) & set(afters)):
+        try:
+            before = imageio.load_image(befores[name])
+            after = imageio.load_image(afters[name])
+        except Exception as exc:  # unreadable / corrupt file
+            warn(f"skipped pair {name}: unreadable image ({type(exc).__name__}: {exc})")
+            continue
+        weights = None
+        if face_weight > 0:
+            try:
+                weights = _pair_weights(before, masks.get(name), face_weight, size)
+            except Exception as exc:
+                warn(f"pair {name}: face weighting failed ({exc}); using uniform weights")
+                weights = np.ones((size, size), np.float32)
+        b_list.append(imageio.thumbnail(before, size=size))
+        a_list.append(imageio.thumbnail(after, size=size))
+        w_list.append(weights)
+        names.append(name)
+    if len(names) < 2:
+        raise DataError(f"{root}: need at least 2 usable before/after pairs, found {len(names)}")
+    weights_arr = np.stack(w_list).astype(np.float32) if face_weight > 0 else None
+    return PairSet(before=np.stack(b_list), after=np.stack(a_list), weights=weights_arr, names=names)
+
+
+def _pair_weights(before: np.ndarray, mask_path: Path | None, face_weight: float, size: int) -> np.ndarray:
+    from rlcore import faces, imageio
+
+    if mask_path is not None:
+        mask = imageio.load_image(mask_path)
+        mask = np.asarray(mask, dtype=np.float32)
+        if mask.ndim == 3:
+            mask = mask.mean(axis=-1)
+        mask = _resize_weights(mask / 255.0, size) > 0.5
+        return np.asarray(faces.mask_to_weights(mask, face_weight), dtype=np.float32)
+    weights = np.asarray(faces.face_weights(before, face_weight), dtype=np.float32)
+    if weights.shape != (size, size):
+        weights = _resize_weights(weights, size)
+    return weights
+
+
+def list_images(directory: str | Path) -> list[Path]:
+    """Image files directly inside (or below) a folder, sorted."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root}")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return files
+
+
+def load_images(directory: str | Path, max_side: int = 1024, warn: Callable[[str], None] | None = None):
+    """Loads every readable photo of a folder as uint8 (H, W, 3), downscaled to at most max_side."""
+    from PIL import Image
+
+    from rlcore import imageio
+
+    warn = warn or (lambda msg: print(msg, file=sys.stderr))
+    images = []
+    for path in list_images(directory):
+        try:
+            img = imageio.load_image(path)
+        except Exception as exc:
+            warn(f"skipped {path}: unreadable image ({type(exc).__name__}: {exc})")
+            continue
+        h, w = img.shape[:2]
+        if max(h, w) > max_side:
+            scale = max_side / max(h, w)
+            img = np.asarray(
+                Image.fromarray(img).resize(
+                    (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX
+                )
+            )
+        images.append(img)
+    if not images:
+        raise DataError(f"no readable photos in {directory}")
+    return images
+
+
+def random_crops(
+    images: list[np.ndarray], n: int, rng: np.random.Generator, size: int = THUMB, min_frac: float = 0.3
+) -> np.ndarray:
+    """n thumbnails of random crops (side 30%..100% of the photo, any aspect up to 2:1)."""
+    from PIL import Image
+
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        img = images[rng.integers(len(images))]
+        h, w = img.shape[:2]
+        ch = int(h * rng.uniform(min_frac, 1.0))
+        cw = int(np.clip(ch * np.exp(rng.uniform(-0.7, 0.7)) * w / h, 8, w))
+        ch = max(8, ch)
+        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        crop = img[y : y + ch, x : x + cw]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        out[i] = np.asarray(
+            Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), Image.Resampling.BOX)
+        )
+    return out
+
+
+# --- offline sample photos (for the shipped base model, tests and the benchmark) -----------------------
+
+SAMPLE_PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "sklearn:china.jpg",
+    "sklearn:flower.jpg",
+    "matplotlib:grace_hopper.jpg",
+)
+
+
+def sample_photo(name: str) -> np.ndarray:
+    """One of SAMPLE_PHOTOS as uint8 (H, W, 3); needs scikit-image / scikit-learn / matplotlib installed."""
+    if name.startswith("sklearn:"):
+        from sklearn.datasets import load_sample_image
+
+        return np.asarray(load_sample_image(name.split(":", 1)[1]), dtype=np.uint8)
+    if name.startswith("matplotlib:"):
+        from matplotlib import cbook
+        from PIL import Image
+
+        with cbook.get_sample_data(name.split(":", 1)[1]) as f:
+            return np.asarray(Image.open(f).convert("RGB"), dtype=np.uint8)
+    import skimage.data
+
+    img = getattr(skimage.data, name)()
+    return np.asarray(img[..., :3], dtype=np.uint8)
+
+
+def sample_photos(names: tuple[str, ...] | list[str] = SAMPLE_PHOTOS) -> Iterator[tuple[str, np.ndarray]]:
+    for name in names:
+        yield name, sample_photo(name)
+
+
+def export_sample_photos(
+    out_dir: str | Path, names: tuple[str, ...] | list[str] = SAMPLE_PHOTOS
+) -> list[Path]:
+    """Writes the offline sample photos as PNG files into out_dir (the train-base input folder)."""
+    from PIL import Image
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, img in sample_photos(names):
+        path = out / (name.split(":")[-1].rsplit(".", 1)[0] + ".png")
+        Image.fromarray(img).save(path)
+        paths.append(path)
+    return paths
