@@ -120,6 +120,17 @@ def delta_e_2000(lab1: torch.Tensor, lab2: torch.Tensor) -> torch.Tensor:
 
 
 _25_POW_7 = 25.0**7
+_DEG = math.pi / 180.0
+# cos and sin of the constant phase offsets in the T term.
+_C30, _S30 = math.cos(30 * _DEG), math.sin(30 * _DEG)
+_C6, _S6 = math.cos(6 * _DEG), math.sin(6 * _DEG)
+_C63, _S63 = math.cos(63 * _DEG), math.sin(63 * _DEG)
+_TINY = 1e-30  # keeps 0/0 out of the unit hue vectors; far below any real chroma, even in float32
+
+
+def _pow7(x: torch.Tensor) -> torch.Tensor:
+    x2 = x * x
+    return x2 * x2 * x2 * x
 
 
 def delta_e_2000_planes(
@@ -127,58 +138,71 @@ def delta_e_2000_planes(
 ) -> torch.Tensor:
     """CIEDE2000 on separate L, a, b tensors (the layout the reward's hot path keeps them in).
 
-    Angles are in radians throughout; the formula is otherwise term by term Sharma et al. (2005).
+    Term by term Sharma et al. (2005), but hue angles are handled as unit vectors (a', b) / C' rather
+    than as degrees, which needs one atan2 instead of two and few cosines:
+
+    * dH' = 2 sqrt(C1' C2') sin(dh'/2) = sqrt(C1' C2') |u2 - u1|, the sign that of u1 x u2; the
+      difference of unit vectors stays accurate in float32 for nearly equal hues;
+    * the mean hue h' is the direction bisecting the short arc from u1 to u2 (or the other colour's hue
+      when one is achromatic, i.e. has u = 0: exactly the paper's conventions);
+    * cos(k h'), sin(k h') for k = 2, 3, 4 come from cos h', sin h' by the multiple-angle formulas.
     """
-    c1 = torch.hypot(a1, b1)
-    c2 = torch.hypot(a2, b2)
-    c_mean = (c1 + c2) * 0.5
-    c7 = c_mean**7
-    g = 0.5 * (1.0 - torch.sqrt(c7 / (c7 + _25_POW_7)))
-    a1p = (1.0 + g) * a1
-    a2p = (1.0 + g) * a2
-    c1p = torch.hypot(a1p, b1)
-    c2p = torch.hypot(a2p, b2)
+    c1 = torch.sqrt(a1 * a1 + b1 * b1)
+    c2 = torch.sqrt(a2 * a2 + b2 * b2)
+    c7 = _pow7((c1 + c2) * 0.5)
+    g1 = 1.5 - 0.5 * torch.sqrt(c7 / (c7 + _25_POW_7))  # 1 + G
+    a1p = g1 * a1
+    a2p = g1 * a2
+    c1p = torch.sqrt(a1p * a1p + b1 * b1)
+    c2p = torch.sqrt(a2p * a2p + b2 * b2)
 
-    two_pi = 2.0 * math.pi
-    # Achromatic colours get hue 0 by convention (atan2(0, -0) would otherwise give pi).
-    h1p = torch.where((a1p == 0) & (b1 == 0), 0.0, torch.remainder(torch.atan2(b1, a1p), two_pi))
-    h2p = torch.where((a2p == 0) & (b2 == 0), 0.0, torch.remainder(torch.atan2(b2, a2p), two_pi))
+    inv1 = 1.0 / c1p.clamp_min(_TINY)
+    inv2 = 1.0 / c2p.clamp_min(_TINY)
+    u1x, u1y = a1p * inv1, b1 * inv1
+    u2x, u2y = a2p * inv2, b2 * inv2
+    dx, dy = u2x - u1x, u2y - u1y
+    cross = u1x * u2y - u1y * u2x
+    dHp = torch.copysign(torch.sqrt(c1p * c2p * (dx * dx + dy * dy)), cross)
 
-    dLp = L2 - L1
-    dCp = c2p - c1p
-    cc = c1p * c2p
-    chromatic = cc != 0
-    dh = h2p - h1p
-    # Hue difference the short way round the circle; none when either colour is achromatic.
-    dh = torch.where(dh > math.pi, dh - two_pi, torch.where(dh < -math.pi, dh + two_pi, dh))
-    dh = torch.where(chromatic, dh, 0.0)
-    dHp = 2.0 * torch.sqrt(cc) * torch.sin(dh * 0.5)
-
-    L_mean = (L1 + L2) * 0.5
-    cp_mean = (c1p + c2p) * 0.5
-    h_sum = h1p + h2p
-    # Mean hue, also the short way round; the plain sum when either colour is achromatic.
-    far = torch.abs(h1p - h2p) > math.pi
-    h_mean = torch.where(far, torch.where(h_sum < two_pi, h_sum + two_pi, h_sum - two_pi), h_sum) * 0.5
-    h_mean = torch.where(chromatic, h_mean, h_sum)
-
+    # Mean hue direction m: u1 + u2, but for hues more than 90 degrees apart the perpendicular of
+    # u2 - u1 (pointing along the short arc), which stays well conditioned as they near opposite.
+    near = (u1x * u2x + u1y * u2y) >= 0
+    side = torch.sign(cross)
+    sx = torch.where(near, u1x + u2x, side * dy)
+    sy = torch.where(near, u1y + u2y, -side * dx)
+    # Both achromatic: m = 0; the paper's mean hue is then 0, and it does not matter since C' = 0.
+    sx = sx + torch.finfo(sx.dtype).tiny ** 0.5
+    inv_s = torch.rsqrt(sx * sx + sy * sy)
+    ch, sh = sx * inv_s, sy * inv_s
+    c2h = 2.0 * ch * ch - 1.0
+    s2h = 2.0 * sh * ch
+    c3h = ch * (4.0 * ch * ch - 3.0)
+    s3h = sh * (3.0 - 4.0 * sh * sh)
+    c4h = 2.0 * c2h * c2h - 1.0
+    s4h = 2.0 * s2h * c2h
     t = (
         1.0
-        - 0.17 * torch.cos(h_mean - math.radians(30.0))
-        + 0.24 * torch.cos(2.0 * h_mean)
-        + 0.32 * torch.cos(3.0 * h_mean + math.radians(6.0))
-        - 0.20 * torch.cos(4.0 * h_mean - math.radians(63.0))
+        - 0.17 * (ch * _C30 + sh * _S30)
+        + 0.24 * c2h
+        + 0.32 * (c3h * _C6 - s3h * _S6)
+        - 0.20 * (c4h * _C63 + s4h * _S63)
     )
-    d_theta = math.radians(30.0) * torch.exp(-(((h_mean - math.radians(275.0)) / math.radians(25.0)) ** 2))
-    cp7 = cp_mean**7
+    # The paper's mean hue lies in [0, 360) degrees, so its distance from 275 lies in [-275, 85).
+    h_mean = torch.atan2(sy, sx)
+    d = torch.where(h_mean < 0, h_mean + (2.0 * math.pi - 275.0 * _DEG), h_mean - 275.0 * _DEG)
+    d_theta = (30.0 * _DEG) * torch.exp(-((d * (1.0 / (25.0 * _DEG))) ** 2))
+
+    cp_mean = (c1p + c2p) * 0.5
+    cp7 = _pow7(cp_mean)
     r_c = 2.0 * torch.sqrt(cp7 / (cp7 + _25_POW_7))
-    l50 = (L_mean - 50.0) ** 2
-    s_l = 1.0 + 0.015 * l50 / torch.sqrt(20.0 + l50)
+    l50 = (L1 + L2) * 0.5 - 50.0
+    l50 = l50 * l50
+    s_l = 1.0 + 0.015 * l50 * torch.rsqrt(20.0 + l50)
     s_c = 1.0 + 0.045 * cp_mean
     s_h = 1.0 + 0.015 * cp_mean * t
     r_t = -torch.sin(2.0 * d_theta) * r_c
 
-    tl = dLp / s_l
-    tc = dCp / s_c
+    tl = (L2 - L1) / s_l
+    tc = (c2p - c1p) / s_c
     th = dHp / s_h
     return torch.sqrt(tl * tl + tc * tc + th * th + r_t * tc * th)

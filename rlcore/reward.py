@@ -1,0 +1,92 @@
+"""The reward: how much closer (in CIEDE2000) an edit brought a photo to the expert's version.
+
+    reward = weighted-mean dE00(before, target) - weighted-mean dE00(edited, target)
+
+Positive when the edit moved the photo toward the target. The agent calls this thousands of times
+per second on 64x64 thumbnails, so the target's Lab is worth computing once:
+
+    target_lab = srgb_to_lab(target)                   # once per pair, (N, H, W, 3) float32
+    baseline = mean_delta_e(before, target_lab, w)     # once per pair
+    r = baseline - mean_delta_e(apply_batch(before, sliders), target_lab, w)   # each step
+
+which is exactly what ``reward`` computes in one call.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlcore.color import _LAB_EPSILON, _LAB_KAPPA, D65_WHITE_XYZ, SRGB_TO_XYZ, _srgb_lut, delta_e_2000_planes
+from rlcore.color import srgb_to_lab as srgb_to_lab
+
+__all__ = ["reward", "mean_delta_e", "srgb_to_lab"]
+
+
+def _lab_planes(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """uint8 (N, H, W, 3) -> L, a, b as contiguous float32 (N, H*W) planes.
+
+    The same arithmetic as ``rlcore.color.srgb_to_lab`` (tests check they agree) in the planar layout
+    the elementwise ops run fastest on; the white point is folded into the matrix rows.
+    """
+    n = images.shape[0]
+    planar = torch.empty((3, n, images.shape[1], images.shape[2]), dtype=torch.int64, device=images.device)
+    planar.copy_(images.permute(3, 0, 1, 2))
+    linear = _srgb_lut(torch.float32, images.device)[planar.view(3, n, -1)]
+    r, g, b = linear[0], linear[1], linear[2]
+    f = []
+    for row, white in zip(SRGB_TO_XYZ, D65_WHITE_XYZ, strict=True):
+        t = (row[0] / white) * r + (row[1] / white) * g + (row[2] / white) * b
+        f.append(
+            torch.where(
+                t > _LAB_EPSILON, t.clamp_min(_LAB_EPSILON) ** (1.0 / 3.0), (_LAB_KAPPA * t + 16.0) / 116.0
+            )
+        )
+    fx, fy, fz = f
+    return 116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)
+
+
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """(N, P) values -> (N,) mean, weighted by (N, H, W) weights when given."""
+    if weights is None:
+        return values.mean(dim=1)
+    w = weights.reshape(values.shape).to(values.dtype)
+    return (values * w).sum(dim=1) / w.sum(dim=1)
+
+
+@torch.no_grad()
+def mean_delta_e(
+    images: torch.Tensor, target_lab: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Weighted-mean CIEDE2000 between uint8 images (N, H, W, 3) and a precomputed target Lab.
+
+    target_lab: (N, H, W, 3) float32 from ``srgb_to_lab(target)``; weights: (N, H, W) or None
+    (uniform). Returns float32 (N,).
+    """
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {tuple(images.shape)}")
+    if target_lab.shape != images.shape:
+        raise ValueError(f"target_lab has shape {tuple(target_lab.shape)}, images {tuple(images.shape)}")
+    n = images.shape[0]
+    L1, a1, b1 = _lab_planes(images)
+    target = target_lab.to(torch.float32).reshape(n, -1, 3).permute(2, 0, 1).contiguous()
+    de = delta_e_2000_planes(L1, a1, b1, target[0], target[1], target[2])
+    return _weighted_mean(de, weights)
+
+
+@torch.no_grad()
+def reward(
+    before: torch.Tensor, edited: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Weighted-mean dE00(before, target) - weighted-mean dE00(edited, target), float32 (N,).
+
+    before, edited, target: uint8 (N, H, W, 3); weights: (N, H, W) or None for uniform weights
+    (e.g. ``rlcore.faces.face_weights`` to count faces more).
+    """
+    if not (before.shape == edited.shape == target.shape):
+        raise ValueError(
+            f"shapes differ: before {tuple(before.shape)}, edited {tuple(edited.shape)}, target {tuple(target.shape)}"
+        )
+    if target.dtype != torch.uint8:
+        raise ValueError(f"target must be uint8, got {target.dtype}")
+    target_lab = srgb_to_lab(target)
+    return mean_delta_e(before, target_lab, weights) - mean_delta_e(edited, target_lab, weights)
