@@ -1,0 +1,194 @@
+"""The actor-critic agent: learning, determinism, resumption, cancellation, progress, time budget.
+
+Fast by design: a fresh (untrained) base, a few hundred steps on generated pairs with a known edit.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from rlcore import editor, reward
+from rlcore.agent import (
+    N_FEATURES,
+    Actor,
+    Cancelled,
+    Config,
+    Critic,
+    PairSet,
+    Progress,
+    _augment_pool,
+    features,
+    finetune,
+    n_params,
+)
+from rlcore.checkpoint import PersonalModel
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+FAST = dict(val_every=5, patience=10**6, checkpoint_every_s=0.0, aug_copies=2, batch_size=128)
+
+
+def fresh_base(seed: int = 0) -> PersonalModel:
+    torch.manual_seed(seed)
+    return PersonalModel(Actor(), Critic(), metadata={"kind": "base"})
+
+
+def scenes(n: int, seed: int) -> np.ndarray:
+    """Generated 64x64 'photos': smooth colour gradients, blobs and noise at random exposures."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:64, 0:64] / 63.0
+    out = np.empty((n, 64, 64, 3), np.uint8)
+    for i in range(n):
+        c0, c1 = rng.uniform(0.05, 0.8, 3), rng.uniform(0.05, 0.8, 3)
+        t = (xx * rng.uniform(-1, 1) + yy * rng.uniform(-1, 1)) % 1.0
+        img = c0 + (c1 - c0) * t[..., None]
+        cy, cx, r = rng.uniform(0.2, 0.8, 3)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (0.05 * r + 0.01))
+        img = img + blob[..., None] * rng.uniform(-0.3, 0.4, 3)
+        img = img * rng.uniform(0.5, 1.2) + rng.normal(0, 0.02, img.shape)
+        out[i] = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+    return out
+
+
+def exposure_pairs(n: int = 24, seed: int = 0, exposure: int = 40, temperature: int = 0) -> PairSet:
+    before = scenes(n, seed)
+    sliders = torch.zeros(n, 12)
+    sliders[:, editor.ADJUSTMENTS.index("exposure")] = exposure
+    sliders[:, editor.ADJUSTMENTS.index("temperature")] = temperature
+    after = editor.apply_batch(torch.from_numpy(before), sliders).numpy()
+    return PairSet(before=before, after=after)
+
+
+def test_features_and_parameter_counts():
+    x = scenes(5, 1)
+    f = features(x)
+    assert f.shape == (5, N_FEATURES) and torch.isfinite(f).all()
+    # brighter photo -> higher lightness percentiles
+    brighter = editor.apply_batch(torch.from_numpy(x), torch.tensor([[0, 0, 50] + [0] * 9] * 5))
+    assert (features(brighter)[:, 21:28] >= f[:, 21:28] - 1e-6).all()
+    assert n_params(Actor()) < 50_000 and n_params(Critic()) < 150_000
+
+
+def test_environment_step_is_rlcore_reward():
+    ps = exposure_pairs(6)
+    pool = _augment_pool(ps, np.arange(6), copies=1, strength=0.5, seed=0, env_size=64)
+    idx = torch.arange(12)
+    a = torch.rand(12, 12) * 0.6 - 0.3
+    t = pool.pair[idx]
+    edited = editor.apply_batch(pool.before[idx], (a * 100).round())
+    expected = reward.reward(pool.before[idx], edited, pool.target[t])
+    assert torch.allclose(pool.step(idx, a), expected, atol=1e-4)
+
+
+def test_finetune_learns_a_known_edit():
+    ps = exposure_pairs(24, exposure=40, temperature=30)
+    res = finetune(ps, base=fresh_base(), seed=0, max_steps=300, seconds=120, config=Config(**FAST))
+    m = res.metrics
+    assert m["train_pairs"] + m["val_pairs"] == 24 and m["val_pairs"] >= 1
+    assert m["val_delta_e_personal"] < 0.5 * m["val_delta_e_no_edit"], m
+    # and it generalises to new photos with the same edit
+    test = exposure_pairs(10, seed=99, exposure=40, temperature=30)
+    pred = res.model.predict_thumbnails(test.before)
+    assert pred.shape == (10, 12) and pred.dtype.kind == "i"
+    edited = editor.apply_batch(torch.from_numpy(test.before), torch.from_numpy(pred))
+    t_lab = reward.srgb_to_lab(torch.from_numpy(test.after))
+    de_model = reward.mean_delta_e(edited, t_lab).mean()
+    de_none = reward.mean_delta_e(torch.from_numpy(test.before), t_lab).mean()
+    assert de_model < 0.6 * de_none
+    assert pred[:, editor.ADJUSTMENTS.index("exposure")].mean() > 15
+    assert [s for s, _ in res.curve] == sorted(s for s, _ in res.curve)
+
+
+def test_deterministic_for_a_seed():
+    ps = exposure_pairs(10)
+    runs = [
+        finetune(ps, base=fresh_base(), seed=s, max_steps=25, seconds=60, config=Config(**FAST)) for s in (3, 3, 4)
+    ]
+    a, b, c = (r.model.predict_thumbnails(ps.before) for r in runs)
+    assert runs[0].curve == runs[1].curve
+    assert np.array_equal(a, b)
+    for k, v in runs[0].model.actor.state_dict().items():
+        assert torch.equal(v, runs[1].model.actor.state_dict()[k])
+    assert runs[0].curve != runs[2].curve
+
+
+def test_resume_from_checkpoint_continues_the_same_run(tmp_path):
+    ps = exposure_pairs(10)
+    cfg = Config(**FAST)
+    full = finetune(ps, base=fresh_base(), seed=1, max_steps=40, seconds=60, config=cfg)
+
+    ckpt = tmp_path / "job.ckpt"
+    polls = {"n": 0}
+
+    def stop_after_20():
+        polls["n"] += 1
+        return polls["n"] > 20  # polled once before each step: stops after step 20
+
+    with pytest.raises(Cancelled):
+        finetune(ps, base=fresh_base(), seed=1, max_steps=40, seconds=60, checkpoint_path=ckpt,
+                 should_stop=stop_after_20, config=cfg)  # fmt: skip
+    assert ckpt.exists()
+    state = torch.load(ckpt, weights_only=True)
+    assert state["step"] == 20 and state["size"] == 20 * cfg.batch_envs
+    seen = []
+    resumed = finetune(ps, base=fresh_base(), seed=1, max_steps=40, seconds=60, checkpoint_path=ckpt,
+                       on_progress=seen.append, config=cfg)  # fmt: skip
+    assert resumed.metrics["steps"] == 40
+    assert resumed.curve == full.curve
+    for k, v in full.model.actor.state_dict().items():
+        assert torch.equal(v, resumed.model.actor.state_dict()[k]), k
+    # a checkpoint of other data is ignored: a fresh run, not a crash
+    other = exposure_pairs(10, seed=5)
+    res = finetune(other, base=fresh_base(), seed=1, max_steps=5, seconds=60, checkpoint_path=ckpt, config=cfg)
+    assert res.metrics["steps"] == 5
+
+
+def test_should_stop_raises_cancelled_quickly():
+    ps = exposure_pairs(6)
+    t = time.monotonic()
+    with pytest.raises(Cancelled):
+        finetune(ps, base=fresh_base(), seconds=60, should_stop=lambda: True, config=Config(**FAST))
+    assert time.monotonic() - t < 10
+
+
+def test_progress_and_time_budget():
+    ps = exposure_pairs(8)
+    seen: list[Progress] = []
+    t = time.monotonic()
+    res = finetune(ps, base=fresh_base(), seconds=4, seed=0, on_progress=seen.append, config=Config(**FAST))
+    took = time.monotonic() - t
+    assert took < 6.5, took
+    assert res.metrics["steps"] > 5
+    assert seen and seen[-1].fraction == 1.0
+    assert all(0 <= p.fraction <= 1 for p in seen)
+    assert all(0 <= p.epsilon <= 1 for p in seen)
+    times = len(seen) / max(took, 1e-6)
+    assert times <= 12  # at most ~10 per second
+    assert {"val_delta_e_no_edit", "val_delta_e_base", "val_delta_e_personal", "steps", "train_pairs",
+            "val_pairs", "seconds"} <= set(res.metrics)  # fmt: skip
+
+
+def test_face_weights_flow_into_the_reward():
+    ps = exposure_pairs(8)
+    w = np.ones((8, 64, 64), np.float32)
+    w[:, :16, :16] = 20.0
+    weighted = PairSet(ps.before, ps.after, w)
+    pool = _augment_pool(weighted, np.arange(8), copies=0, strength=0.5, seed=0, env_size=64)
+    idx = torch.arange(8)
+    a = torch.zeros(8, 12)
+    a[:, 0] = 0.5
+    edited = editor.apply_batch(pool.before, (a * 100).round())
+    expected = reward.reward(pool.before, edited, pool.target, torch.from_numpy(w))
+    assert torch.allclose(pool.step(idx, a), expected, atol=1e-4)
+    res = finetune(weighted, base=fresh_base(), seed=0, max_steps=5, seconds=60, face_weight=2.0, config=Config(**FAST))
+    assert res.metrics["face_weight"] == 2.0
+
+
+def test_too_few_pairs_is_an_error():
+    ps = exposure_pairs(2)
+    with pytest.raises(ValueError):
+        finetune(ps.subset([0]), base=fresh_base(), seconds=5)
