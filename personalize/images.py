@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 from PIL import Image, ImageOps, UnidentifiedImageError
+
 from rlcore.imageio import load_image
 
 ACCEPTED_FORMATS = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "WEBP": "webp"}
@@ -49,8 +50,7 @@ class UploadedPhoto:
         a 12-megapixel upload fast; the result is then at most max_side on its longest side.
         """
         try:
-            draft = (max_side, max_side) if max_side else None
-            image = load_image(io.BytesIO(self.data), max_pixels=settings.MAX_IMAGE_PIXELS, draft_size=draft)
+            image = load_image(io.BytesIO(self.data), draft_size=max_side)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise UploadError(self.field, f"the image data is damaged or incomplete ({exc})") from exc
         if max_side and max(image.shape[:2]) > max_side:

@@ -18,8 +18,6 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from PIL import Image
-from rlcore.faces import detect_faces, face_weights
-from rlcore.imageio import thumbnail
 
 from personalize.images import (
     UploadedPhoto,
@@ -31,6 +29,8 @@ from personalize.images import (
     read_upload,
 )
 from personalize.models import Pair, PairTag
+from rlcore.faces import detect_faces, face_weights
+from rlcore.imageio import thumbnail
 
 # Photos are decoded at most this large for thumbnails and face detection (JPEGs in draft mode).
 ANALYSIS_SIDE = 1024

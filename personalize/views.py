@@ -4,6 +4,7 @@ Every object lookup goes through the requesting editor's own queryset, so anothe
 exactly like an id that does not exist.
 """
 
+import io
 import time
 
 from django.db import transaction
@@ -17,14 +18,13 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rlcore.imageio import encode_jpeg
-from rlcore.xmp import to_xmp
 
 from personalize import inference, jobs, metrics, pairs, serializers
 from personalize.images import UploadError, read_upload
 from personalize.models import EditorProfile, JobEvent, Pair, PersonalModel, Prediction, TrainingJob
 from personalize.throttles import ScopedThrottle
-from rlcore.editor import apply as apply_edit
+from rlcore.imageio import edit_file
+from rlcore.xmp import to_xmp
 
 NOT_FOUND = OpenApiResponse(serializers.ErrorSerializer, description="no such object among yours")
 BAD_REQUEST = OpenApiResponse(description="validation errors: {field: [reason]} or {detail: reason}")
@@ -314,14 +314,19 @@ class RenderView(APIView):
         data = form.validated_data
         try:
             photo = read_upload("image", data["image"])
-            image = photo.decode(max_side=data.get("max_size"))
+            if "adjustments" in data:
+                adjustments = inference.scale(data["adjustments"], data["strength"])
+            else:
+                thumbnail_source = photo.decode(max_side=inference.PREDICTION_SIDE)
+                adjustments, _ = inference.predict(request.user, thumbnail_source, data["strength"])
+            rendered = io.BytesIO()
+            edit_file(
+                io.BytesIO(photo.data), rendered, adjustments, max_size=data.get("max_size"), format="JPEG"
+            )
         except UploadError as exc:
             raise upload_error(exc) from exc
-        if "adjustments" in data:
-            adjustments = inference.scale(data["adjustments"], data["strength"])
-        else:
-            adjustments, _ = inference.predict(request.user, image, data["strength"])
-        edited = apply_edit(image, adjustments)
-        response = HttpResponse(encode_jpeg(edited), content_type="image/jpeg")
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise ValidationError({"image": [f"the image data is damaged or incomplete ({exc})"]}) from exc
+        response = HttpResponse(rendered.getvalue(), content_type="image/jpeg")
         response["X-Adjustments"] = ",".join(f"{k}={v}" for k, v in adjustments.items())
         return response

@@ -38,6 +38,8 @@ class Command(BaseCommand):
                 f"Demo editor '{user.username}' (password '{DEMO_PASSWORD}'), API token: {token}"
             )
 
+        # `kill` (SIGTERM) stops everything too, like Ctrl-C.
+        signal.signal(signal.SIGTERM, _interrupt)
         children: list[subprocess.Popen] = []
         redis_process = ensure_redis(settings.CELERY_BROKER_URL, settings.VAR_DIR)
         if redis_process:
@@ -80,6 +82,10 @@ class Command(BaseCommand):
             self.stdout.write("Stopping.")
         finally:
             _stop(children)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _stop(children: list[subprocess.Popen]) -> None:

@@ -1,0 +1,165 @@
+"""Prediction latency under load: a 12-megapixel JPEG upload, 8 concurrent clients, a real server.
+
+    .venv/bin/python bench/bench_api.py [--requests 400] [--concurrency 8] [--web-workers 3]
+
+Starts gunicorn (several processes) on a free port against a scratch SQLite database and media root,
+creates an editor, and drives POST /api/v1/predict with ApacheBench (`ab`, Debian package apache2-utils),
+a real HTTP load generator, sending a multipart body with a 4000x3000 JPEG. Prints p50/p90/p99 latency and
+requests per second as ab measured them.
+"""
+
+import argparse
+import io
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from personalize.devstack import free_port  # noqa: E402
+
+
+def twelve_megapixel_jpeg() -> bytes:
+    from skimage import data
+
+    image = Image.fromarray(data.astronaut()).resize((4000, 3000), Image.Resampling.BICUBIC)
+    noise = np.random.default_rng(0).integers(-6, 7, size=(3000, 4000, 3))
+    image = Image.fromarray(np.clip(np.asarray(image).astype(np.int16) + noise, 0, 255).astype(np.uint8))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def multipart_body(field: str, filename: str, data: bytes, boundary: str) -> bytes:
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+    return head + data + f"\r\n--{boundary}--\r\n".encode()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--web-workers", type=int, default=3, help="gunicorn processes")
+    parser.add_argument("--database-url", default="", help="default: a scratch SQLite file")
+    args = parser.parse_args()
+    if not subprocess.run(["which", "ab"], capture_output=True).returncode == 0:
+        print("error: ApacheBench (ab) is needed: apt-get install apache2-utils", file=sys.stderr)
+        return 2
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    env = {
+        **os.environ,
+        "VAR_DIR": str(scratch),
+        "DATABASE_URL": args.database_url or f"sqlite:///{scratch / 'db.sqlite3'}",
+        "MEDIA_ROOT": str(scratch / "media"),
+        "THROTTLE_PREDICTIONS": "1000000/hour",
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-" + "x" * 50,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+    python = sys.executable
+    subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    created = subprocess.run(
+        [python, "manage.py", "createeditor", "bench"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    token = created.stdout.split()[-1]
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            python,
+            "-m",
+            "gunicorn",
+            "personalize.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(args.web_workers),
+            "--preload",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        photo = twelve_megapixel_jpeg()
+        boundary = "benchboundary7d1f"
+        body_file = scratch / "body.bin"
+        body_file.write_bytes(multipart_body("image", "photo.jpg", photo, boundary))
+        url = f"http://127.0.0.1:{port}/api/v1/predict"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except urllib.error.HTTPError:
+                break  # 503 without a worker is fine: the web server answers
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        ab = [
+            "ab",
+            "-q",
+            "-n",
+            str(args.requests),
+            "-c",
+            str(args.concurrency),
+            "-k",
+            "-p",
+            str(body_file),
+            "-T",
+            f"multipart/form-data; boundary={boundary}",
+            "-H",
+            f"Authorization: Token {token}",
+            url,
+        ]
+        # Warm every gunicorn process (model load, first decode) before measuring.
+        subprocess.run(ab[:3] + [str(4 * args.web_workers)] + ab[4:], capture_output=True, check=True)
+        result = subprocess.run(ab, capture_output=True, text=True, check=True).stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    failed = int(re.search(r"Failed requests:\s+(\d+)", result).group(1))
+    non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", result)
+    rps = float(re.search(r"Requests per second:\s+([\d.]+)", result).group(1))
+    percentiles = dict(re.findall(r"^\s+(\d+)%\s+(\d+)", result, re.MULTILINE))
+    print(
+        f"photo: 4000x3000 JPEG, {len(photo) / 1e6:.1f} MB; {args.requests} requests, "
+        f"{args.concurrency} concurrent clients, gunicorn x{args.web_workers}"
+    )
+    print(f"failed requests: {failed}; non-2xx: {non_2xx.group(1) if non_2xx else 0}")
+    print(
+        f"latency p50 {percentiles['50']} ms, p90 {percentiles['90']} ms, p99 {percentiles['99']} ms, "
+        f"max {percentiles['100']} ms"
+    )
+    print(f"throughput: {rps:.1f} requests/s")
+    print("command: .venv/bin/python bench/bench_api.py " + " ".join(sys.argv[1:]))
+    return 0 if failed == 0 and not non_2xx else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
