@@ -21,6 +21,8 @@ from rlcore.color import srgb_to_lab as srgb_to_lab
 
 __all__ = ["reward", "mean_delta_e", "srgb_to_lab"]
 
+_CHUNK_PIXELS = 1 << 17
+
 
 def _lab_planes(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """uint8 (N, H, W, 3) -> L, a, b as contiguous float32 (N, H*W) planes.
@@ -67,9 +69,14 @@ def mean_delta_e(
     if target_lab.shape != images.shape:
         raise ValueError(f"target_lab has shape {tuple(target_lab.shape)}, images {tuple(images.shape)}")
     n = images.shape[0]
-    L1, a1, b1 = _lab_planes(images)
     target = target_lab.to(torch.float32).reshape(n, -1, 3).permute(2, 0, 1).contiguous()
-    de = delta_e_2000_planes(L1, a1, b1, target[0], target[1], target[2])
+    # A few dozen thumbnails at a time: the ~100 temporaries of dE00 then stay in cache.
+    step = max(1, _CHUNK_PIXELS // (images.shape[1] * images.shape[2]))
+    de = torch.empty((n, target.shape[2]), dtype=torch.float32, device=images.device)
+    for s in range(0, n, step):
+        L1, a1, b1 = _lab_planes(images[s : s + step])
+        t = target[:, s : s + step]
+        de[s : s + step] = delta_e_2000_planes(L1, a1, b1, t[0], t[1], t[2])
     return _weighted_mean(de, weights)
 
 
