@@ -68,9 +68,13 @@ class ModelCache:
 cache = ModelCache(settings.MODEL_CACHE_SIZE)
 
 
+def base_model_path():
+    return settings.BASE_MODEL_PATH or BASE_MODEL_PATH
+
+
 def base_model() -> ServedModel:
     def load():
-        model = load_model(BASE_MODEL_PATH)
+        model = load_model(base_model_path())
         return ServedModel("base", None, str(model.metadata.get("base_version", "base")), model)
 
     return cache.get(("base",), load)

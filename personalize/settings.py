@@ -210,6 +210,9 @@ JOB_CHECKPOINT_SECONDS = env_float("JOB_CHECKPOINT_SECONDS", 5.0)
 SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 15.0)
 QUEUED_RESEND_SECONDS = env_int("QUEUED_RESEND_SECONDS", 300)
 MODEL_CACHE_SIZE = env_int("MODEL_CACHE_SIZE", 64)
+# The shared base model: predictions for editors without a personal model, and the start of fine-tuning.
+# Default: the one shipped in rlcore; point it at a base retrained on your own library (docs/agent.md).
+BASE_MODEL_PATH = os.environ.get("BASE_MODEL_PATH", "")
 
 LOGGING = {
     "version": 1,

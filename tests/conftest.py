@@ -1,5 +1,6 @@
 """Shared fixtures. Tests talk to real services: the database and Redis that tests/run.py chose."""
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
+PR_SET_PDEATHSIG = 1
 
 
 @pytest.fixture(autouse=True)
@@ -54,6 +56,7 @@ def start_worker(
 
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
     hostname = f"{name}-{os.getpid()}@%h"
+    # Its own session, so that a test can SIGKILL the whole worker (main process and pool child) at once.
     process = subprocess.Popen(
         [
             sys.executable,
@@ -79,17 +82,27 @@ def start_worker(
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        preexec_fn=own_session_dying_with_parent,
     )
-    deadline = time.monotonic() + 60
-    prefix = f"{name}-{os.getpid()}@"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"worker {name} exited with code {process.returncode}")
-        replies = app.control.ping(timeout=0.5) or []
-        if any(key.startswith(prefix) for reply in replies for key in reply):
-            return process
-    process.kill()
-    raise RuntimeError(f"worker {name} did not answer a ping within 60 s")
+    try:
+        wait_for(lambda: answers_ping(app, f"{name}-{os.getpid()}@"), timeout=60, message=f"worker {name}")
+    except BaseException:
+        kill_worker(process)
+        raise
+    return process
+
+
+def answers_ping(app, prefix: str) -> bool:
+    replies = app.control.ping(timeout=0.5) or []
+    return any(key.startswith(prefix) for reply in replies for key in reply)
+
+
+def own_session_dying_with_parent() -> None:
+    """In a child before exec: its own session (so a test can SIGKILL the whole worker, pool children
+    included) and SIGKILL when the test process dies, so that no worker outlives an interrupted run."""
+    os.setsid()
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def kill_worker(process: subprocess.Popen) -> None:
@@ -117,7 +130,7 @@ def start_beat(env: dict, schedule: Path, log_path: Path | None = None) -> subpr
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
-        start_new_session=True,
+        preexec_fn=own_session_dying_with_parent,
     )
 
 
@@ -127,10 +140,10 @@ def broker(url: str):
     from workers import app
 
     def reset_pools():
-        if app._pool is not None:
-            app._pool.force_close_all()
-            app._pool = None
+        # Only drop references: kombu keeps one pool per broker URL and hands the same one back later.
+        app._pool = None
         app.amqp._producer_pool = None
+        app.control.mailbox.__dict__.pop("producer_pool", None)  # a cached_property over the old pool
 
     saved = app.conf.broker_url
     reset_pools()

@@ -10,10 +10,11 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from personalize.accounts import create_or_get_editor
+from personalize.inference import base_model_path
 from personalize.jobs import create_job
 from personalize.models import EditorProfile, PersonalModel, TrainingJob
 from personalize.pairs import upload_pair
-from rlcore.checkpoint import BASE_MODEL_PATH, load_model
+from rlcore.checkpoint import load_model
 from tests.photos import pair_bytes
 from workers import training
 
@@ -41,7 +42,7 @@ def publish_fake_model(job: TrainingJob) -> PersonalModel:
     """Publish the base model as if it were this job's result (for tests that need a model row)."""
     take_lease(job)
     result = SimpleNamespace(
-        model=load_model(BASE_MODEL_PATH), metrics={"val_delta_e_personal": 1.0}, curve=[(10, 2.0), (20, 1.0)]
+        model=load_model(base_model_path()), metrics={"val_delta_e_personal": 1.0}, curve=[(10, 2.0), (20, 1.0)]
     )
     return training.publish(job, "test-owner", result)
 
@@ -131,6 +132,8 @@ def test_failed_publish_leaves_no_file_and_no_row(editor, media_root, monkeypatc
     monkeypatch.setattr(EditorProfile.objects, "update_or_create", broken_update_or_create)
     with pytest.raises(RuntimeError):
         training.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == Status.FAILED and "database refused the write" in job.error
     assert not PersonalModel.objects.exists()
     assert media_files(media_root, "models/**/*") == []
 
@@ -160,6 +163,17 @@ def test_sweeper_requeues_stale_jobs_and_fails_exhausted_ones(editor, settings):
     assert training.run_job(requeue.pk) == "succeeded"
     requeue.refresh_from_db()
     assert requeue.attempts == 2 and requeue.events.filter(kind="retried").exists()
+
+
+def test_unreadable_base_model_fails_the_job_at_once(editor, settings, tmp_path, monkeypatch):
+    add_pairs(editor, 4)
+    job = create_job(editor, seconds=3)
+    monkeypatch.setattr(training, "_base_model", None)
+    settings.BASE_MODEL_PATH = str(tmp_path / "missing.pt")
+    with pytest.raises(Exception, match="missing.pt"):
+        training.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == Status.FAILED and "missing.pt" in job.error
 
 
 def test_job_with_unreadable_thumbnails_fails_at_once_with_reason(editor, media_root):

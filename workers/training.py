@@ -34,11 +34,12 @@ from django.db.models import Max
 from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from personalize.inference import base_model_path
 from personalize.jobs import record_event, training_pairs
 from personalize.models import EditorProfile, JobEvent, PersonalModel, TrainingJob
 from personalize.pairs import pair_thumbnails
 from rlcore.agent import Cancelled, finetune
-from rlcore.checkpoint import BASE_MODEL_PATH, load_model, save_model
+from rlcore.checkpoint import load_model, save_model
 from rlcore.data import PairSet
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def media_path(name: str) -> Path:
 def base_model():
     global _base_model
     if _base_model is None:
-        _base_model = load_model(BASE_MODEL_PATH)
+        _base_model = load_model(base_model_path())
     return _base_model
 
 
@@ -306,6 +307,11 @@ def run_job(job_id: int) -> str:
         return "failed"
     except TRANSIENT_ERRORS:
         release_lease(job.pk, owner)
+        raise
+    except Exception as exc:
+        # A bug or a broken deployment (say, an unreadable base model): retrying cannot help, and the
+        # editor should see why at once rather than a job stuck in "running".
+        fail(job, owner, f"internal error: {type(exc).__name__}: {exc}")
         raise
     remove_checkpoint(job)
     return "succeeded"
