@@ -162,12 +162,15 @@ def delta_e_2000_planes(
     u2x, u2y = a2p * inv2, b2 * inv2
     dx, dy = u2x - u1x, u2y - u1y
     cross = u1x * u2y - u1y * u2x
-    dHp = torch.copysign(torch.sqrt(c1p * c2p * (dx * dx + dy * dy)), cross)
+    # Which way round from h1' to h2' is shorter. Exactly opposite hues (cross = 0) count as
+    # counter-clockwise when h1' < 180 degrees, as the paper's |h2' - h1'| <= 180 rule decides.
+    h1_low = (b1 > 0) | ((b1 == 0) & (a1p > 0))
+    side = torch.where(cross != 0, torch.sign(cross), torch.where(h1_low, 1.0, -1.0))
+    dHp = side * torch.sqrt(c1p * c2p * (dx * dx + dy * dy))
 
     # Mean hue direction m: u1 + u2, but for hues more than 90 degrees apart the perpendicular of
     # u2 - u1 (pointing along the short arc), which stays well conditioned as they near opposite.
     near = (u1x * u2x + u1y * u2y) >= 0
-    side = torch.sign(cross)
     sx = torch.where(near, u1x + u2x, side * dy)
     sy = torch.where(near, u1y + u2y, -side * dx)
     # Both achromatic: m = 0; the paper's mean hue is then 0, and it does not matter since C' = 0.
