@@ -194,7 +194,8 @@ def apply(image: np.ndarray, adjustments: Mapping[str, int | float]) -> np.ndarr
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be a uint8 HxWx3 array, got {image.dtype} {image.shape}")
     sliders = torch.from_numpy(sliders_from_dict(adjustments)).unsqueeze(0)
-    return apply_batch(torch.from_numpy(np.ascontiguousarray(image)).unsqueeze(0), sliders)[0].numpy()
+    pixels = torch.from_numpy(np.require(image, requirements=["C", "W"]))  # torch wants writable memory
+    return apply_batch(pixels.unsqueeze(0), sliders)[0].numpy()
 
 
 @torch.no_grad()
