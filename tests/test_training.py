@@ -226,3 +226,32 @@ def test_job_lifecycle_through_the_api_and_a_real_worker(celery_worker_process, 
     assert load_model(b"".join(download.streaming_content)).metadata["kind"] == "personal"
     kinds = [e["kind"] for e in client.get(f"/api/v1/jobs/{job['id']}/events").json()]
     assert kinds[0] == "queued" and "started" in kinds and kinds[-1] == "succeeded"
+
+
+def test_activation_switches_models_and_the_cache_loads_each_once(editor, settings):
+    from personalize import inference
+
+    settings.MIN_PAIRS_FOR_TRAINING = 2
+    add_pairs(editor, 2)
+    first = publish_fake_model(create_job(editor, seconds=3))
+    second = publish_fake_model(create_job(editor, seconds=3))
+    assert (first.version, second.version) == (1, 2)
+    _, token = create_or_get_editor(editor.username)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    inference.cache.clear()
+    loads_before = inference.cache.loads
+
+    def predicted_model():
+        before, _ = pair_bytes(77)
+        response = client.post("/api/v1/predict", {"image": SimpleUploadedFile("x.jpg", before)}, format="multipart")
+        return response.json()["model"]
+
+    assert predicted_model()["version"] == 2  # publishing activated the newest
+    assert client.post(f"/api/v1/models/{first.pk}/activate").json()["active"] is True
+    assert [predicted_model()["version"] for _ in range(3)] == [1, 1, 1]
+    assert client.post(f"/api/v1/models/{second.pk}/activate").status_code == 200
+    assert predicted_model()["version"] == 2
+    assert inference.cache.loads - loads_before == 2  # each model read from storage once
+    listed = client.get("/api/v1/models").json()["results"]
+    assert [(m["version"], m["active"]) for m in listed] == [(2, True), (1, False)]
