@@ -45,7 +45,7 @@ def main() -> int:
         MIN_PAIRS_FOR_TRAINING="3",
         DJANGO_SETTINGS_MODULE="personalize.settings",
     )
-    from personalize.devstack import free_port, redis_answers, start_redis
+    from personalize.devstack import free_port, redis_answers, start_redis, worker_command
 
     redis = None
     if not redis_answers(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")):
@@ -76,22 +76,7 @@ def main() -> int:
 
     workers = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers",
-                "worker",
-                "--queues",
-                "training",
-                "--concurrency",
-                "1",
-                "--hostname",
-                f"bench{n}@%h",
-                "--loglevel",
-                "WARNING",
-            ],
+            worker_command("training", f"bench{n}@%h", "--loglevel", "WARNING"),
             cwd=ROOT,
             env=dict(os.environ),
             stdout=subprocess.DEVNULL,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -92,6 +93,14 @@ def ensure_redis(url: str, var_dir: Path) -> subprocess.Popen | None:
     if port_open("127.0.0.1", port):
         raise RuntimeError(f"port {port} is taken by something that is not a Redis answering {url}")
     return start_redis(port, var_dir / f"redis-{port}", var_dir / f"redis-{port}.log")
+
+
+def worker_command(queues: str, hostname: str, *extra: str) -> list[str]:
+    """The command line of one Celery worker process (one task at a time) from this environment."""
+    return [
+        sys.executable, "-m", "celery", "-A", "workers", "worker",
+        "--queues", queues, "--concurrency", "1", "--hostname", hostname, *extra,
+    ]  # fmt: skip
 
 
 def free_port() -> int:

@@ -198,7 +198,9 @@ def active_model_id(user) -> int | None:
     return EditorProfile.objects.filter(user=user).values_list("active_model_id", flat=True).first()
 
 
-class ModelListView(generics.ListAPIView):
+class EditorModels:
+    """The requesting editor's models, each serialized knowing which one is active."""
+
     serializer_class = serializers.PersonalModelSerializer
 
     def get_queryset(self):
@@ -208,14 +210,12 @@ class ModelListView(generics.ListAPIView):
         return {**super().get_serializer_context(), "active_model_id": active_model_id(self.request.user)}
 
 
-class ModelDetailView(generics.RetrieveAPIView):
-    serializer_class = serializers.PersonalModelSerializer
+class ModelListView(EditorModels, generics.ListAPIView):
+    pass
 
-    def get_queryset(self):
-        return PersonalModel.objects.filter(owner=self.request.user)
 
-    def get_serializer_context(self):
-        return {**super().get_serializer_context(), "active_model_id": active_model_id(self.request.user)}
+class ModelDetailView(EditorModels, generics.RetrieveAPIView):
+    pass
 
 
 class ModelActivateView(APIView):

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from personalize.devstack import worker_command
+
 ROOT = Path(__file__).resolve().parent.parent
 PR_SET_PDEATHSIG = 1
 
@@ -58,26 +60,7 @@ def start_worker(
     hostname = f"{name}-{os.getpid()}@%h"
     # Its own session, so that a test can SIGKILL the whole worker (main process and pool child) at once.
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers",
-            "worker",
-            "--queues",
-            queues,
-            "--concurrency",
-            "1",
-            "--pool",
-            "prefork",
-            "--hostname",
-            hostname,
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-        ],
+        worker_command(queues, hostname, "--loglevel", "INFO", "--without-gossip", "--without-mingle"),
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -91,3 +91,12 @@ def test_24_megapixel_edit_under_1_5_gb(tmp_path):
     )
     row = out.stdout.strip().splitlines()[-1].split()
     assert float(row[0]) == 24 and float(row[2]) < 1500, out.stdout
+
+
+def test_sixteen_bit_greyscale_png_is_scaled_not_clipped():
+    grey = photo("coffee").mean(axis=2)
+    buffer = io.BytesIO()
+    Image.fromarray((grey * 257).astype(np.uint16)).save(buffer, format="PNG")
+    loaded = imageio.load_image(io.BytesIO(buffer.getvalue()))
+    assert loaded.shape == (*grey.shape, 3) and loaded.dtype == np.uint8
+    assert np.abs(loaded[..., 0].astype(float) - grey).max() <= 1

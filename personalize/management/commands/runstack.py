@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from personalize.accounts import create_or_get_editor
-from personalize.devstack import ensure_redis
+from personalize.devstack import ensure_redis, worker_command
 
 DEMO_EDITOR = "demo"
 DEMO_PASSWORD = "demo-password"
@@ -49,25 +49,10 @@ class Command(BaseCommand):
             self.stdout.write(f"Using the Redis at {settings.CELERY_BROKER_URL}.")
 
         python = sys.executable
-        worker = [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "workers",
-            "worker",
-            "--queues",
-            "default,training",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            "local@%h",
-            "--beat",
-            "--schedule",
-            str(settings.VAR_DIR / "celerybeat-schedule"),
-        ]
+        worker = worker_command(
+            "default,training", "local@%h", "--loglevel", "INFO",
+            "--beat", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"),
+        )  # fmt: skip
         web = [python, "manage.py", "runserver", addr, "--noreload"]
         try:
             children.append(subprocess.Popen(worker))
