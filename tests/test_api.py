@@ -384,3 +384,22 @@ def test_openapi_schema_validates():
     schema = out.getvalue()
     for path in ("/api/v1/pairs", "/api/v1/jobs/{id}/cancel", "/api/v1/predict", "/api/v1/render"):
         assert path in schema
+
+
+def test_oversized_request_is_refused_before_reading_the_body(alice, settings):
+    settings.MAX_UPLOAD_BYTES = 1000
+    astronaut = photo("astronaut")
+    before, after = encode(astronaut, quality=95), encode(warm_and_bright(astronaut), quality=95)
+    assert len(before) + len(after) > 3 * 1000 + 64 * 1024
+    response = upload(alice, before, after)
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+    assert Pair.objects.count() == 0
+
+
+def test_file_over_the_upload_limit_is_refused(alice, settings):
+    before, after = pair_bytes(301)
+    settings.MAX_UPLOAD_BYTES = max(len(before), len(after)) - 1
+    response = upload(alice, before, after)
+    assert response.status_code == 400
+    assert "limit" in " ".join(response.json().get("before", []) + response.json().get("after", []))
