@@ -89,6 +89,7 @@ class Config:
     eps_decay_fraction: float = 0.6  # of the budget (steps or seconds)
     noise_min: float = 0.01  # action units (1 = 100 slider points)
     noise_max: float = 0.15
+    p_around_best: float = 0.5  # share of the batch explored around the best confirmed action instead
     exploration: str = "actor"  # "actor" (the seed's method) or "uniform" (always random: the baseline)
     # replay buffer and updates
     buffer_size: int = 100_000
@@ -99,6 +100,7 @@ class Config:
     lr_actor: float = 5e-4
     huber_delta: float = 2.0
     l2_to_start: float = 1e-3  # pull of the actor towards its starting (base) weights
+    self_imitation: float = 10.0  # weight of the pull towards the best action seen so far for each state
     weight_decay: float = 0.0
     # data and augmentation
     val_fraction: float = 0.2
@@ -510,6 +512,9 @@ def _train(
     buf_idx = torch.zeros(cap, dtype=torch.long)
     buf_a = torch.zeros(cap, 12)
     buf_r = torch.zeros(cap)
+    # the best action the environment has confirmed for each state so far (no edit = reward 0 to start)
+    best_a = torch.zeros(len(pool), 12)
+    best_r = torch.zeros(len(pool))
     ptr = size = step = 0
     elapsed_before = 0.0  # seconds spent in earlier (killed) runs
     best_val = val.delta_e(actor)
@@ -528,6 +533,7 @@ def _train(
             start_params = list(st["start_params"])
             n = int(st["size"])
             buf_idx[:n], buf_a[:n], buf_r[:n] = st["buf_idx"], st["buf_a"], st["buf_r"]
+            best_a, best_r = st["best_a"], st["best_r"]
             ptr, size, step = int(st["ptr"]), n, int(st["step"])
             elapsed_before = float(st["elapsed"])
             best_val, best_step, since_best = (
@@ -563,6 +569,8 @@ def _train(
             "buf_idx": buf_idx[:size].clone(),
             "buf_a": buf_a[:size].clone(),
             "buf_r": buf_r[:size].clone(),
+            "best_a": best_a.clone(),
+            "best_r": best_r.clone(),
             "ptr": ptr,
             "size": size,
             "step": step,
@@ -599,6 +607,8 @@ def _train(
         idx = pool.sample(cfg.batch_envs, gen, cfg.p_original)
         with torch.no_grad():
             a = actor(pool.feats[idx], pool.conv[idx])
+        around_best = torch.rand(cfg.batch_envs, 1, generator=gen) < cfg.p_around_best
+        a = torch.where(around_best & (best_r[idx] > 0).unsqueeze(1), best_a[idx], a)
         sigma = cfg.noise_min * (cfg.noise_max / cfg.noise_min) ** torch.rand(
             cfg.batch_envs, 1, generator=gen
         )
@@ -613,6 +623,9 @@ def _train(
         n = cfg.batch_envs
         pos = (torch.arange(n) + ptr) % cap
         buf_idx[pos], buf_a[pos], buf_r[pos] = idx, a, r
+        top = torch.full((len(pool),), -1e9).scatter_reduce(0, idx, r, "amax")  # per state, this batch
+        better = (r >= top[idx]) & (r > best_r[idx])
+        best_a[idx[better]], best_r[idx[better]] = a[better], r[better]
         ptr, size = (ptr + n) % cap, min(cap, size + n)
 
         # 4. critic: regress Q(s, a) on observed rewards
@@ -625,12 +638,15 @@ def _train(
             loss_c.backward()
             opt_c.step()
 
-        # 5. actor: maximise Q(s, actor(s)), staying close to where it started
+        # 5. actor: maximise Q(s, actor(s)); self-imitation of the best confirmed action of each state;
+        #    stay close to the starting weights
         for _ in range(cfg.actor_updates):
             s = pool.sample(cfg.batch_size, gen, cfg.p_original)
-            q = critic(pool.feats[s], actor(pool.feats[s], pool.conv[s]))
+            pi = actor(pool.feats[s], pool.conv[s])
+            q = critic(pool.feats[s], pi)
+            imitate = ((pi - best_a[s]) ** 2).sum(1) * (best_r[s] > 0)
             reg = sum(((p - p0) ** 2).sum() for p, p0 in zip(actor.parameters(), start_params, strict=True))
-            loss_a = -q.mean() + cfg.l2_to_start * reg
+            loss_a = -q.mean() + cfg.self_imitation * imitate.mean() + cfg.l2_to_start * reg
             opt_a.zero_grad(set_to_none=True)
             loss_a.backward()
             opt_a.step()
@@ -668,6 +684,11 @@ def _train(
         "curve": curve,
         "stopped_early": stopped_early,
         "train_seconds": elapsed(),
+        # diagnostics: mean reward of the best confirmed actions and of the final actor, on the pool
+        "pool_best_reward": float(best_r.mean()),
+        "pool_best_reward_original": float(best_r[pool.idx_original].mean())
+        if len(pool.idx_original)
+        else None,
     }
 
 
@@ -769,6 +790,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         "env_steps": info["env_steps"],
         "best_step": info["best_step"],
         "stopped_early": info["stopped_early"],
+        "pool_best_reward_original": info["pool_best_reward_original"],
         "train_pairs": int(len(train_idx)),
         "val_pairs": int(len(val_idx)),
         "seconds": round(time.monotonic() - t_start, 2),
@@ -801,7 +823,7 @@ def train_base(
     seconds: float = 300.0,
     seed: int = 0,
     *,
-    n_train: int = 4000,
+    n_train: int | None = None,
     n_val: int = 200,
     max_steps: int | None = None,
     config: Config | None = None,
@@ -810,7 +832,13 @@ def train_base(
     should_stop: Callable[[], bool] | None = None,
     source: str = "",
 ) -> FinetuneResult:
-    """Learns a generic enhancer from photos by distort-and-recover; returns the base model (kind 'base')."""
+    """Learns a generic enhancer from photos by distort-and-recover; returns the base model (kind 'base').
+
+    n_train: distorted crops in the pool (default: 15 per second of budget, 300..4000, so that building the
+    pool stays a small part of short budgets).
+    """
+    if n_train is None:
+        n_train = int(np.clip(seconds * 15, 300, 4000))
 
     t_start = time.monotonic()
     cfg = copy.deepcopy(

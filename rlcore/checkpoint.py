@@ -89,7 +89,7 @@ class PersonalModel:
     def predict_actions(self, thumbs) -> torch.Tensor:
         """uint8 (N, 64, 64, 3) thumbnails -> actions in [-1, 1] (float tensor (N, 12))."""
         x = (
-            torch.from_numpy(np.ascontiguousarray(thumbs, dtype=np.uint8))
+            torch.from_numpy(np.require(thumbs, np.uint8, ["C", "W"]))
             if not torch.is_tensor(thumbs)
             else thumbs
         )

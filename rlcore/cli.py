@@ -157,10 +157,8 @@ def cmd_apply(args) -> int:
         editor.sliders_from_dict(adjustments)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    image = imageio.load_image(args.image)
-    out = editor.apply(image, adjustments)
-    imageio.save_image(out, args.out)
-    print(json.dumps({"image": args.image, "out": args.out, "adjustments": adjustments}))
+    fmt = imageio.edit_file(args.image, args.out, adjustments)  # full resolution, 16-bit and metadata kept
+    print(json.dumps({"image": args.image, "out": args.out, "format": fmt, "adjustments": adjustments}))
     return 0
 
 

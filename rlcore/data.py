@@ -137,12 +137,9 @@ def _pair_weights(before: np.ndarray, mask_path: Path | None, face_weight: float
     from rlcore import faces, imageio
 
     if mask_path is not None:
-        mask = imageio.load_image(mask_path)
-        mask = np.asarray(mask, dtype=np.float32)
-        if mask.ndim == 3:
-            mask = mask.mean(axis=-1)
-        mask = _resize_weights(mask / 255.0, size) > 0.5
-        return np.asarray(faces.mask_to_weights(mask, face_weight), dtype=np.float32)
+        mask = imageio.load_image(mask_path)  # uint8 HxWx3; the first channel is used (255 = face)
+        weights = np.asarray(faces.mask_to_weights(mask, face_weight), dtype=np.float32)
+        return _resize_weights(weights, size)
     weights = np.asarray(faces.face_weights(before, face_weight), dtype=np.float32)
     if weights.shape != (size, size):
         weights = _resize_weights(weights, size)
@@ -168,7 +165,7 @@ def load_images(directory: str | Path, max_side: int = 1024, warn: Callable[[str
     images = []
     for path in list_images(directory):
         try:
-            img = imageio.load_image(path)
+            img = imageio.load_image(path, max_pixels=max_side * max_side)
         except Exception as exc:
             warn(f"skipped {path}: unreadable image ({type(exc).__name__}: {exc})")
             continue
@@ -222,6 +219,19 @@ SAMPLE_PHOTOS = (
     "sklearn:china.jpg",
     "sklearn:flower.jpg",
     "matplotlib:grace_hopper.jpg",
+)
+
+
+# The shipped base model's photos: the natural and scientific colour photos above except chelsea, flower
+# and grace_hopper, which bench/bench_quality.py keeps for held-out pairs (no base-model leakage).
+BASE_PHOTOS = (
+    "astronaut",
+    "coffee",
+    "rocket",
+    "sklearn:china.jpg",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
 )
 
 

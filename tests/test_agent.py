@@ -106,7 +106,8 @@ def test_finetune_learns_a_known_edit():
 def test_deterministic_for_a_seed():
     ps = exposure_pairs(10)
     runs = [
-        finetune(ps, base=fresh_base(), seed=s, max_steps=25, seconds=60, config=Config(**FAST)) for s in (3, 3, 4)
+        finetune(ps, base=fresh_base(), seed=s, max_steps=25, seconds=60, config=Config(**FAST))
+        for s in (3, 3, 4)
     ]
     a, b, c = (r.model.predict_thumbnails(ps.before) for r in runs)
     assert runs[0].curve == runs[1].curve
@@ -143,7 +144,9 @@ def test_resume_from_checkpoint_continues_the_same_run(tmp_path):
         assert torch.equal(v, resumed.model.actor.state_dict()[k]), k
     # a checkpoint of other data is ignored: a fresh run, not a crash
     other = exposure_pairs(10, seed=5)
-    res = finetune(other, base=fresh_base(), seed=1, max_steps=5, seconds=60, checkpoint_path=ckpt, config=cfg)
+    res = finetune(
+        other, base=fresh_base(), seed=1, max_steps=5, seconds=60, checkpoint_path=ckpt, config=cfg
+    )
     assert res.metrics["steps"] == 5
 
 
@@ -184,7 +187,9 @@ def test_face_weights_flow_into_the_reward():
     edited = editor.apply_batch(pool.before, (a * 100).round())
     expected = reward.reward(pool.before, edited, pool.target, torch.from_numpy(w))
     assert torch.allclose(pool.step(idx, a), expected, atol=1e-4)
-    res = finetune(weighted, base=fresh_base(), seed=0, max_steps=5, seconds=60, face_weight=2.0, config=Config(**FAST))
+    res = finetune(
+        weighted, base=fresh_base(), seed=0, max_steps=5, seconds=60, face_weight=2.0, config=Config(**FAST)
+    )
     assert res.metrics["face_weight"] == 2.0
 
 
