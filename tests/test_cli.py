@@ -189,3 +189,11 @@ def test_train_base_and_module_entry_point(tmp_path):
         [sys.executable, "-m", "rlcore", "frobnicate"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_face_weight_without_masks_uses_detected_faces(tmp_path):
+    root = make_pairs_dir(tmp_path / "pairs", n=2)
+    ps = load_pairs_dir(root, face_weight=2.0, warn=lambda m: None)
+    # no faces in these generated photos: uniform weights of 1, but weights are there
+    assert ps.weights is not None and ps.weights.shape == (2, 64, 64)
+    assert np.allclose(ps.weights, 1.0)
