@@ -72,7 +72,8 @@ def prepare_pair(before: UploadedPhoto, after: UploadedPhoto, mask_upload=None) 
     check_same_aspect(before, after)
     before_image = before.decode(max_side=ANALYSIS_SIDE)
     after_image = after.decode(max_side=ANALYSIS_SIDE)
-    size = thumbnail(before_image).shape[1::-1]
+    before_thumb = thumbnail(before_image)
+    size = before_thumb.shape[1::-1]
     mask_data = None
     faces = 0
     if mask_upload is not None:
@@ -91,7 +92,7 @@ def prepare_pair(before: UploadedPhoto, after: UploadedPhoto, mask_upload=None) 
     return PreparedPair(
         before=before,
         after=after,
-        before_thumb=png_bytes(thumbnail(before_image)),
+        before_thumb=png_bytes(before_thumb),
         after_thumb=png_bytes(thumbnail(after_image)),
         mask_thumb=mask_thumb,
         mask_source=mask_source,
