@@ -45,11 +45,17 @@ def training_pairs(owner, tag: str = ""):
 
 
 def enqueue(job: TrainingJob) -> None:
-    """Send the job's message once the surrounding transaction commits (never for a rolled-back row)."""
+    """Send the job's message once the surrounding transaction commits (never for a rolled-back row).
+
+    Its time limits follow its budget: past `seconds + JOB_TIME_LIMIT_MARGIN` the worker raises
+    SoftTimeLimitExceeded inside the job, which then fails with a clear message; 60 s later the hard limit
+    kills the pool process and the sweeper takes over.
+    """
     from workers.tasks import run_training_job
 
     TrainingJob.objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
-    run_training_job.delay_on_commit(job.pk)
+    soft_limit = job.seconds + settings.JOB_TIME_LIMIT_MARGIN
+    run_training_job.apply_async_on_commit((job.pk,), soft_time_limit=soft_limit, time_limit=soft_limit + 60)
 
 
 def create_job(

@@ -255,3 +255,19 @@ def test_activation_switches_models_and_the_cache_loads_each_once(editor, settin
     assert inference.cache.loads - loads_before == 2  # each model read from storage once
     listed = client.get("/api/v1/models").json()["results"]
     assert [(m["version"], m["active"]) for m in listed] == [(2, True), (1, False)]
+
+
+def test_job_past_its_soft_time_limit_fails_with_a_clear_message(editor, monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    add_pairs(editor, 4)
+    job = create_job(editor, seconds=3)
+
+    def hangs_past_the_limit(*args, **kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(training, "finetune", hangs_past_the_limit)
+    assert training.run_job(job.pk) == "failed"
+    job.refresh_from_db()
+    assert job.status == Status.FAILED and "time limit" in job.error
+    assert job.events.last().kind == "failed"

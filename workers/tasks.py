@@ -5,8 +5,9 @@ from django.conf import settings
 from workers import training
 from workers.celery import app
 
-# The budget is enforced inside rlcore; these limits catch a job that hangs past it.
-SOFT_LIMIT = settings.TRAINING_MAX_SECONDS + 300
+# The budget is enforced inside rlcore; time limits catch a job that hangs past it. Each job is sent with
+# limits from its own budget (personalize.jobs.enqueue); these are the ceiling for any message without.
+SOFT_LIMIT = settings.TRAINING_MAX_SECONDS + settings.JOB_TIME_LIMIT_MARGIN
 HARD_LIMIT = SOFT_LIMIT + 60
 
 

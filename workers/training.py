@@ -35,7 +35,7 @@ from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from personalize.inference import base_model_path
-from personalize.jobs import record_event, training_pairs
+from personalize.jobs import enqueue, record_event, training_pairs
 from personalize.models import EditorProfile, JobEvent, PersonalModel, TrainingJob
 from personalize.pairs import pair_thumbnails
 from rlcore.agent import Cancelled, finetune
@@ -342,8 +342,6 @@ def sweep_stale_jobs() -> dict:
     Also re-sends queued jobs that nobody started for a long time (a message lost with a broker that
     kept nothing on disk): a duplicate message is harmless, the lease decides.
     """
-    from workers.tasks import run_training_job
-
     now = timezone.now()
     stale_before = now - timedelta(seconds=settings.JOB_LEASE_SECONDS)
     requeued, failed, resent = [], [], []
@@ -359,23 +357,20 @@ def sweep_stale_jobs() -> dict:
                 continue
             job.status = Status.QUEUED
             job.lease_owner = ""
-            job.enqueued_at = now
-            job.save(update_fields=["status", "lease_owner", "enqueued_at"])
+            job.save(update_fields=["status", "lease_owner"])
             record_event(
                 job,
                 JobEvent.Kind.REQUEUED,
                 f"heartbeat stopped {(now - job.heartbeat_at).seconds} s ago; re-queued",
                 attempts=job.attempts,
             )
-            run_training_job.delay_on_commit(job.pk)
+            enqueue(job)
             requeued.append(job.pk)
         lost_before = now - timedelta(seconds=settings.QUEUED_RESEND_SECONDS)
         for job in TrainingJob.objects.select_for_update(skip_locked=True).filter(
             status=Status.QUEUED, enqueued_at__lt=lost_before
         ):
-            job.enqueued_at = now
-            job.save(update_fields=["enqueued_at"])
-            run_training_job.delay_on_commit(job.pk)
+            enqueue(job)
             resent.append(job.pk)
     return {"requeued": requeued, "failed": failed, "resent": resent}
 
