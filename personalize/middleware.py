@@ -16,7 +16,9 @@ class RequestSizeLimitMiddleware:
             length = 0
         if length > limit:
             return JsonResponse(
-                {"detail": f"the request body is {length} bytes; the limit for {request.path} is {limit} bytes"},
+                {
+                    "detail": f"the request body is {length} bytes; the limit for {request.path} is {limit} bytes"
+                },
                 status=413,
             )
         return self.get_response(request)

@@ -80,7 +80,9 @@ def _to_srgb(im: Image.Image) -> Image.Image:
 def _rgb_or_rgba(im: Image.Image) -> Image.Image:
     if im.mode.startswith("I") or im.mode == "F":
         # 16-bit greyscale opens as I;16 or I (32-bit int): Pillow's convert() would clip it at 255.
-        grey = Image.fromarray((np.asarray(im, dtype=np.float64) / 257.0).round().clip(0, 255).astype(np.uint8))
+        grey = Image.fromarray(
+            (np.asarray(im, dtype=np.float64) / 257.0).round().clip(0, 255).astype(np.uint8)
+        )
         grey.info = im.info
         im = grey
     return im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB")

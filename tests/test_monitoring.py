@@ -26,7 +26,9 @@ def job(settings):
     user, _ = create_or_get_editor("hana")
     for i in range(2):
         before, after = pair_bytes(60 + i)
-        upload_pair(user, SimpleUploadedFile("b.jpg", before), SimpleUploadedFile("a.jpg", after), name=f"p{i}")
+        upload_pair(
+            user, SimpleUploadedFile("b.jpg", before), SimpleUploadedFile("a.jpg", after), name=f"p{i}"
+        )
     return create_job(user, seconds=5)
 
 
@@ -41,8 +43,15 @@ def test_dashboard_is_staff_only(client):
 def test_dashboard_shows_queues_workers_jobs_and_failures(staff_client, job):
     TrainingJob.objects.filter(pk=job.pk).update(status="failed", error="pair 3: unreadable thumbnails")
     page = staff_client.get("/admin/queues/").content.decode()
-    for text in ("Queues", "training", "default", "Workers online", "Jobs by status", "Last 24 hours",
-                 "pair 3: unreadable thumbnails"):
+    for text in (
+        "Queues",
+        "training",
+        "default",
+        "Workers online",
+        "Jobs by status",
+        "Last 24 hours",
+        "pair 3: unreadable thumbnails",
+    ):
         assert text in page
 
 
@@ -63,7 +72,9 @@ def test_admin_cancel_and_retry_actions(staff_client, job):
     )
     job.refresh_from_db()
     assert job.status == "cancelled"
-    staff_client.post("/admin/personalize/trainingjob/", {"action": "retry_jobs", "_selected_action": [job.pk]})
+    staff_client.post(
+        "/admin/personalize/trainingjob/", {"action": "retry_jobs", "_selected_action": [job.pk]}
+    )
     retried = TrainingJob.objects.exclude(pk=job.pk).get()
     assert retried.status == "queued" and retried.seconds == job.seconds and retried.owner == job.owner
 
@@ -76,7 +87,11 @@ def test_metrics_in_prometheus_format(client, job):
     families = {family.name: family for family in text_string_to_metric_families(response.content.decode())}
     jobs = {s.labels["status"]: s.value for s in families["personalize_jobs"].samples}
     assert jobs["queued"] == 1 and jobs["succeeded"] == 0
-    assert {"personalize_job_duration_seconds", "personalize_prediction_latency_seconds", "personalize_models",
-            "personalize_queue_depth"} <= set(families)
+    assert {
+        "personalize_job_duration_seconds",
+        "personalize_prediction_latency_seconds",
+        "personalize_models",
+        "personalize_queue_depth",
+    } <= set(families)
     depths = {s.labels["queue"] for s in families["personalize_queue_depth"].samples}
     assert depths == {"training", "default"}

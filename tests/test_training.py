@@ -42,7 +42,9 @@ def publish_fake_model(job: TrainingJob) -> PersonalModel:
     """Publish the base model as if it were this job's result (for tests that need a model row)."""
     take_lease(job)
     result = SimpleNamespace(
-        model=load_model(base_model_path()), metrics={"val_delta_e_personal": 1.0}, curve=[(10, 2.0), (20, 1.0)]
+        model=load_model(base_model_path()),
+        metrics={"val_delta_e_personal": 1.0},
+        curve=[(10, 2.0), (20, 1.0)],
     )
     return training.publish(job, "test-owner", result)
 
@@ -244,7 +246,9 @@ def test_activation_switches_models_and_the_cache_loads_each_once(editor, settin
 
     def predicted_model():
         before, _ = pair_bytes(77)
-        response = client.post("/api/v1/predict", {"image": SimpleUploadedFile("x.jpg", before)}, format="multipart")
+        response = client.post(
+            "/api/v1/predict", {"image": SimpleUploadedFile("x.jpg", before)}, format="multipart"
+        )
         return response.json()["model"]
 
     assert predicted_model()["version"] == 2  # publishing activated the newest
