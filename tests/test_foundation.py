@@ -90,3 +90,20 @@ def test_debug_off_without_secret_key_refuses_to_start(tmp_path):
     )
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_code_is_lint_clean_and_formatted():
+    ruff = Path(sys.executable).with_name("ruff")
+    for command in ([str(ruff), "check", "."], [str(ruff), "format", "--check", "."]):
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_migrations_match_the_models():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
