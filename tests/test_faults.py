@@ -80,7 +80,8 @@ def test_sigkilled_worker_mid_job_resumes_on_a_new_worker(fast_recovery, media_r
     processes.append(first)
 
     user = editor_with_pairs("kim", 4)
-    job = create_job(user, seconds=12, seed=5)
+    # Long enough that early stopping (never before 30 % of the budget) comes after the first checkpoint.
+    job = create_job(user, seconds=30, seed=5)
     wait_for(
         lambda: job_state(job.pk).step > 0 and files_under(media_root, "checkpoints/**/*.ckpt"),
         timeout=90,
