@@ -100,3 +100,26 @@ def test_sixteen_bit_greyscale_png_is_scaled_not_clipped():
     loaded = imageio.load_image(io.BytesIO(buffer.getvalue()))
     assert loaded.shape == (*grey.shape, 3) and loaded.dtype == np.uint8
     assert np.abs(loaded[..., 0].astype(float) - grey).max() <= 1
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF"])
+def test_embedded_icc_profile_is_converted_to_srgb(fmt):
+    from tests.icc import adobe_rgb_to_srgb, rgb_profile
+
+    rng = np.random.default_rng(7)
+    adobe = rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+    adobe[0, :8] = [[0, 0, 0], [255, 255, 255], [128, 128, 128], [200, 40, 40], [40, 200, 40], [40, 40, 200],
+                    [0, 255, 0], [230, 210, 190]]  # fmt: skip
+    buffer = io.BytesIO()
+    options = {"quality": 100, "subsampling": 0} if fmt == "JPEG" else {}
+    Image.fromarray(adobe).save(buffer, format=fmt, icc_profile=rgb_profile(), **options)
+    expected = adobe_rgb_to_srgb(
+        adobe if fmt != "JPEG" else np.asarray(Image.open(io.BytesIO(buffer.getvalue())))
+    )
+
+    loaded = imageio.load_image(io.BytesIO(buffer.getvalue())).astype(float)
+    assert np.abs(loaded - expected).max() <= 2
+    # the untouched values differ a lot: the conversion really happened
+    assert np.abs(adobe.astype(float) - expected).max() > 30
+    full = imageio.load_full(io.BytesIO(buffer.getvalue())).pixels.astype(float)
+    assert np.abs(full - expected).max() <= 2
