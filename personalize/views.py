@@ -7,6 +7,7 @@ exactly like an id that does not exist.
 import io
 import time
 
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -232,17 +233,11 @@ class ModelDownloadView(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: NOT_FOUND})
     def get(self, request, pk):
         model = get_object_or_404(PersonalModel.objects.filter(owner=request.user), pk=pk)
-        handle = model_storage().open(model.file, "rb")
+        handle = default_storage.open(model.file, "rb")
         filename = f"personal-model-{request.user.username}-v{model.version}.pt"
         return FileResponse(
             handle, as_attachment=True, filename=filename, content_type="application/octet-stream"
         )
-
-
-def model_storage():
-    from django.core.files.storage import default_storage
-
-    return default_storage
 
 
 # --- predictions ------------------------------------------------------------------------------------------
