@@ -2,7 +2,8 @@
 
 Database: $DATABASE_URL if set; else the PostgreSQL on 127.0.0.1:5432 (database `test`, trust auth) when
 one answers, as on CI; else SQLite. Broker: $REDIS_URL if set; else the Redis on 127.0.0.1:6379 when one
-answers; else a redis-server this script starts on a free port and stops at the end. A run that collects
+answers (its database 15, emptied first); else a redis-server this script starts on a free port and stops at
+the end. A run that collects
 no tests fails.
 """
 
@@ -14,6 +15,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
 
 from personalize.devstack import free_port, redis_answers, start_redis  # noqa: E402
 
@@ -47,6 +50,8 @@ def main() -> int:
     if not env.get("REDIS_URL"):
         if redis_answers(CI_REDIS_URL):
             env["REDIS_URL"] = CI_REDIS_URL
+            # Messages left by an interrupted run name jobs of a database that no longer exists.
+            redis.Redis.from_url(CI_REDIS_URL).flushdb()
         else:
             port = free_port()
             redis_process = start_redis(port, scratch / "redis", scratch / "redis.log")
