@@ -2,9 +2,8 @@
 
 Database: $DATABASE_URL if set; else the PostgreSQL on 127.0.0.1:5432 (database `test`, trust auth) when
 one answers, as on CI; else SQLite. Broker: $REDIS_URL if set; else the Redis on 127.0.0.1:6379 when one
-answers (its database 15, emptied first); else a redis-server this script starts on a free port and stops at
-the end. A run that collects
-no tests fails.
+answers (its database 15, emptied first); else a redis-server this script starts on a free port and
+stops at the end. A run that collects no tests fails.
 """
 
 import os
