@@ -107,3 +107,14 @@ def test_migrations_match_the_models():
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_test_command_fails_when_it_collects_no_tests():
+    result = subprocess.run(
+        [sys.executable, "tests/run.py", "-k", "no_test_has_this_name", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "collected no tests" in result.stderr
