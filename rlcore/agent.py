@@ -4,7 +4,7 @@ The problem is a one-step (contextual bandit) reinforcement-learning problem:
 
 * state  s: the before photo as a 64x64 thumbnail. The networks see it as global colour statistics
   (RGB / CIELAB percentiles, a lightness histogram, chroma, grey-world balance: ``features``) plus,
-  for the actor, a tiny convolution over a 16x16 copy.
+  for the actor, a tiny convolution over a 16x16 copy (switched off when fine-tuning: Config.use_conv).
 * action a: the editor's 12 sliders; the actor outputs tanh(.) in [-1, 1], the editor gets round(100 a).
 * environment: ``rlcore.editor.apply_batch`` (a black box, never differentiated).
 * reward r: ``rlcore.reward.reward(before, edited, target, weights)`` = mean dE00(before, target) -
@@ -102,11 +102,15 @@ class Config:
     l2_to_start: float = 1e-3  # pull of the actor towards its starting (base) weights
     self_imitation: float = 10.0  # weight of the pull towards the best action seen so far for each state
     weight_decay: float = 0.0
+    # regularisation of the actor (fine-tuning has ~40 pairs of a few photos; the actor must generalise)
+    actor_dropout: float = 0.1  # dropout on the actor's inputs and hidden layers in its update step
+    feat_noise: float = 0.2  # Gaussian noise on the standardised features in the actor's update step
+    use_conv: bool = False  # fine-tuning: False zeroes the conv branch (it overfits to the few photos)
     # data and augmentation
     val_fraction: float = 0.2
-    aug_copies: int = 8  # augmented befores per training pair (target unchanged)
-    aug_strength: float = 0.5
-    p_original: float = 0.5  # share of unaugmented befores among sampled states
+    aug_copies: int = 16  # augmented befores per training pair (target unchanged)
+    aug_strength: float = 1.0
+    p_original: float = 0.3  # share of unaugmented befores among sampled states
     # validation, early stopping, checkpointing
     val_every: int = 10  # iterations
     patience: int = 100  # validations without improvement before stopping
@@ -213,10 +217,23 @@ class Actor(nn.Module):
             self.mlp[-1].weight.mul_(0.1)
             self.mlp[-1].bias.zero_()
 
-    def forward(self, feats: torch.Tensor, conv_x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, feats: torch.Tensor, conv_x: torch.Tensor, drop: float = 0.0, noise: float = 0.0
+    ) -> torch.Tensor:
+        """drop, noise: dropout and feature noise for the actor's training step only (0 when acting)."""
         h = self.conv(conv_x)
         h = torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
-        z = torch.cat([(feats - self.feat_mean) / self.feat_std, h], 1)
+        f = (feats - self.feat_mean) / self.feat_std
+        if noise > 0:
+            f = f + noise * torch.randn_like(f)
+        z = torch.cat([f, h], 1)
+        if drop > 0:
+            z = F.dropout(z, drop, True)
+            for m in self.mlp:
+                z = m(z)
+                if isinstance(m, nn.ReLU):
+                    z = F.dropout(z, drop, True)
+            return torch.tanh(z)
         return torch.tanh(self.mlp(z))
 
 
@@ -642,7 +659,7 @@ def _train(
         #    stay close to the starting weights
         for _ in range(cfg.actor_updates):
             s = pool.sample(cfg.batch_size, gen, cfg.p_original)
-            pi = actor(pool.feats[s], pool.conv[s])
+            pi = actor(pool.feats[s], pool.conv[s], cfg.actor_dropout, cfg.feat_noise)
             q = critic(pool.feats[s], pi)
             imitate = ((pi - best_a[s]) ** 2).sum(1) * (best_r[s] > 0)
             reg = sum(((p - p0) ** 2).sum() for p, p0 in zip(actor.parameters(), start_params, strict=True))
@@ -770,6 +787,10 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     critic = copy.deepcopy(base.critic)
     val_no_edit = val.delta_e(None)
     val_base = val.delta_e(actor)
+    if not cfg.use_conv:  # conv output 0 from here on (ReLU(0) has zero gradient: it stays 0)
+        with torch.no_grad():
+            actor.conv[2].weight.zero_()
+            actor.conv[2].bias.zero_()
     fp = _fingerprint(
         pairs.before,
         pairs.after,
@@ -852,6 +873,8 @@ def train_base(
             patience=10_000,
             l2_to_start=0.0,
             noise_max=0.3,
+            actor_dropout=0.0,
+            feat_noise=0.0,
         )
     )
     with _threads(cfg.threads):
