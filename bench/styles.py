@@ -16,18 +16,13 @@ import warnings
 import colour
 import numpy as np
 
+from rlcore.data import BASE_PHOTOS
+
 warnings.filterwarnings("ignore", module="colour")
 
-# Training pairs are cut from these photos; held-out pairs only from the others.
-TRAIN_PHOTOS = (
-    "astronaut",
-    "coffee",
-    "rocket",
-    "sklearn:china.jpg",
-    "hubble_deep_field",
-    "immunohistochemistry",
-    "retina",
-)
+# Training pairs are cut from the base model's photos; held-out pairs only from the others, which neither
+# the base model nor the training pairs have seen.
+TRAIN_PHOTOS = BASE_PHOTOS
 HELDOUT_PHOTOS = ("chelsea", "sklearn:flower.jpg", "matplotlib:grace_hopper.jpg")
 
 

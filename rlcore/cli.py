@@ -56,25 +56,33 @@ def _save(model, out: str) -> int:
     return len(data)
 
 
+def _train_and_save(label: str, train, out: str, data, **kwargs) -> int:
+    """Run train_base or finetune with a progress bar on stderr, save the model, print a JSON summary."""
+    bar, on_progress = _progress_bar(label)
+    try:
+        result = train(data, on_progress=on_progress, **kwargs)
+    finally:
+        bar.close()
+    size = _save(result.model, out)
+    summary = {"out": out, "bytes": size, "model_id": result.model.metadata["model_id"], **result.metrics}
+    print(json.dumps(summary))
+    return 0
+
+
 def cmd_train_base(args) -> int:
     from rlcore.agent import train_base
     from rlcore.data import load_images
 
     images = load_images(args.images)
-    bar, cb = _progress_bar("train-base")
-    try:
-        res = train_base(
-            images, seconds=args.seconds, seed=args.seed, on_progress=cb, source=str(args.images)
-        )
-    finally:
-        bar.close()
-    size = _save(res.model, args.out)
-    print(
-        json.dumps(
-            {"out": args.out, "bytes": size, "model_id": res.model.metadata["model_id"], **res.metrics}
-        )
+    return _train_and_save(
+        "train-base",
+        train_base,
+        args.out,
+        images,
+        seconds=args.seconds,
+        seed=args.seed,
+        source=str(args.images),
     )
-    return 0
 
 
 def cmd_finetune(args) -> int:
@@ -88,25 +96,10 @@ def cmd_finetune(args) -> int:
         raise CLIError("--seconds must be > 0")
     base = load_model(args.base or BASE_MODEL_PATH)
     pairs = load_pairs_dir(args.pairs, face_weight=args.face_weight)
-    bar, cb = _progress_bar("finetune")
-    try:
-        res = finetune(
-            pairs,
-            base=base,
-            seconds=args.seconds,
-            seed=args.seed,
-            face_weight=args.face_weight,
-            on_progress=cb,
-        )
-    finally:
-        bar.close()
-    size = _save(res.model, args.out)
-    print(
-        json.dumps(
-            {"out": args.out, "bytes": size, "model_id": res.model.metadata["model_id"], **res.metrics}
-        )
-    )
-    return 0
+    return _train_and_save(
+        "finetune", finetune, args.out, pairs,
+        base=base, seconds=args.seconds, seed=args.seed, face_weight=args.face_weight,
+    )  # fmt: skip
 
 
 def cmd_predict(args) -> int:
