@@ -16,35 +16,12 @@ from __future__ import annotations
 
 import torch
 
-from rlcore.color import _LAB_EPSILON, _LAB_KAPPA, D65_WHITE_XYZ, SRGB_TO_XYZ, _srgb_lut, delta_e_2000_planes
+from rlcore.color import delta_e_2000_planes, srgb_to_lab_planes
 from rlcore.color import srgb_to_lab as srgb_to_lab
 
 __all__ = ["reward", "mean_delta_e", "srgb_to_lab"]
 
 _CHUNK_PIXELS = 1 << 17
-
-
-def _lab_planes(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """uint8 (N, H, W, 3) -> L, a, b as contiguous float32 (N, H*W) planes.
-
-    The same arithmetic as ``rlcore.color.srgb_to_lab`` (tests check they agree) in the planar layout
-    the elementwise ops run fastest on; the white point is folded into the matrix rows.
-    """
-    n = images.shape[0]
-    planar = torch.empty((3, n, images.shape[1], images.shape[2]), dtype=torch.int64, device=images.device)
-    planar.copy_(images.permute(3, 0, 1, 2))
-    linear = _srgb_lut(torch.float32, images.device)[planar.view(3, n, -1)]
-    r, g, b = linear[0], linear[1], linear[2]
-    f = []
-    for row, white in zip(SRGB_TO_XYZ, D65_WHITE_XYZ, strict=True):
-        t = (row[0] / white) * r + (row[1] / white) * g + (row[2] / white) * b
-        f.append(
-            torch.where(
-                t > _LAB_EPSILON, t.clamp_min(_LAB_EPSILON) ** (1.0 / 3.0), (_LAB_KAPPA * t + 16.0) / 116.0
-            )
-        )
-    fx, fy, fz = f
-    return 116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)
 
 
 def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -74,7 +51,7 @@ def mean_delta_e(
     step = max(1, _CHUNK_PIXELS // (images.shape[1] * images.shape[2]))
     de = torch.empty((n, target.shape[2]), dtype=torch.float32, device=images.device)
     for s in range(0, n, step):
-        L1, a1, b1 = _lab_planes(images[s : s + step])
+        L1, a1, b1 = srgb_to_lab_planes(images[s : s + step])
         t = target[:, s : s + step]
         de[s : s + step] = delta_e_2000_planes(L1, a1, b1, t[0], t[1], t[2])
     return _weighted_mean(de, weights)

@@ -101,6 +101,14 @@ def test_srgb_to_lab_matches_colour_science_on_all_grey_levels_and_random_colour
     assert np.abs(lab64[:256, 1:]).max() < 0.01
 
 
+def test_planar_lab_of_the_reward_path_matches_colour_science():
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (5, 16, 12, 3)).astype(np.uint8)
+    L, a, b = color.srgb_to_lab_planes(torch.from_numpy(images))
+    planar = torch.stack((L, a, b), dim=-1).numpy().reshape(images.shape)
+    np.testing.assert_allclose(planar, _colour_lab(images), atol=1e-3)
+
+
 def test_uint8_table_and_float_formula_agree():
     codes = torch.arange(256, dtype=torch.uint8)
     from_table = color.srgb_to_linear(codes, torch.float64)
