@@ -197,13 +197,21 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--base", default=str(BASE_MODEL_PATH))
     p.add_argument("--cma-iters", type=int, default=150)
+    p.add_argument(
+        "--train-photos",
+        default=",".join(TRAIN_PHOTOS),
+        help="comma-separated sample photos the training pairs are cut from (rlcore.data.sample_photo names)",
+    )
     p.add_argument("--efficiency", action="store_true")
     p.add_argument("--efficiency-steps", type=int, default=600)
     p.add_argument("--out", default="var/bench_quality.json")
     args = p.parse_args(argv)
     styles = list(STYLES) if args.styles == "all" else args.styles.split(",")
     base = load_model(args.base)
-    photos_train = [sample_photo(n) for n in TRAIN_PHOTOS]
+    train_names = args.train_photos.split(",")
+    if set(train_names) & set(HELDOUT_PHOTOS):
+        p.error(f"--train-photos must not include the held-out photos {', '.join(HELDOUT_PHOTOS)}")
+    photos_train = [sample_photo(n) for n in train_names]
     photos_held = [sample_photo(n) for n in HELDOUT_PHOTOS]
     rows = []
     for style in styles:
