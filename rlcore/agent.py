@@ -108,8 +108,9 @@ class Config:
     use_conv: bool = False  # fine-tuning: False zeroes the conv branch (it overfits to the few photos)
     # data and augmentation
     val_fraction: float = 0.2
-    aug_copies: int = 16  # augmented befores per training pair (target unchanged)
+    aug_copies: int = 16  # camera-jittered copies of each training before
     aug_strength: float = 1.0
+    aug_target: str = "emulated"  # their targets: "emulated" (rlcore.emulator) or "unchanged" (the after)
     p_original: float = 0.3  # share of unaugmented befores among sampled states
     # validation, early stopping, checkpointing
     val_every: int = 10  # iterations
@@ -424,19 +425,39 @@ class _Val:
 
 
 def _augment_pool(
-    ps: PairSet, idx: np.ndarray, copies: int, strength: float, seed: int, env_size: int
+    ps: PairSet,
+    idx: np.ndarray,
+    copies: int,
+    strength: float,
+    seed: int,
+    env_size: int,
+    aug_target: str = "unchanged",
 ) -> _Pool:
+    """The training states: the befores of pairs idx plus `copies` camera-jittered copies of each.
+
+    aug_target "unchanged": a copy's target is its pair's after (the seed's augmentation: right for what
+    the style undoes); "emulated": the after moved by what a style emulator fitted to these pairs
+    (rlcore.emulator) says the style would do differently for the jittered photo (right for what the
+    style keeps, too).
+    """
     gen = torch.Generator().manual_seed(seed * 7919 + 17)
     before = torch.from_numpy(ps.before[idx])
     target = torch.from_numpy(ps.after[idx])
     weights = None if ps.weights is None else torch.from_numpy(ps.weights[idx])
     n = len(idx)
-    parts, pair, orig = [before], [torch.arange(n)], [torch.ones(n, dtype=torch.bool)]
-    for _ in range(copies):
-        parts.append(camera_jitter(before, gen, strength))
-        pair.append(torch.arange(n))
-        orig.append(torch.zeros(n, dtype=torch.bool))
-    return _Pool(torch.cat(parts), torch.cat(pair), torch.cat(orig), target, weights, env_size)
+    jittered = [camera_jitter(before, gen, strength) for _ in range(copies)]
+    states = torch.cat([before, *jittered])
+    original = torch.arange(len(states)) < n
+    if aug_target == "unchanged" or copies == 0:
+        return _Pool(states, torch.arange(len(states)) % n, original, target, weights, env_size)
+    if aug_target != "emulated":
+        raise ValueError(f"aug_target must be 'unchanged' or 'emulated', got {aug_target!r}")
+    from rlcore import emulator
+
+    style = emulator.fit(before, target, seed=seed)
+    targets = torch.cat([target, *(emulator.moved_targets(style, before, j, target) for j in jittered)])
+    per_state_weights = None if weights is None else weights.repeat(copies + 1, 1, 1)
+    return _Pool(states, torch.arange(len(states)), original, targets, per_state_weights, env_size)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -777,7 +798,9 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         raise ValueError("the base model has no critic; fine-tuning needs a base model file with one")
     weights = pairs.weights
     train_idx, val_idx = _split(len(pairs), cfg.val_fraction, seed)
-    pool = _augment_pool(pairs, train_idx, cfg.aug_copies, cfg.aug_strength, seed, cfg.env_size)
+    pool = _augment_pool(
+        pairs, train_idx, cfg.aug_copies, cfg.aug_strength, seed, cfg.env_size, cfg.aug_target
+    )
     val = _Val(
         torch.from_numpy(pairs.before[val_idx]),
         torch.from_numpy(pairs.after[val_idx]),
