@@ -12,8 +12,9 @@ The problem is a one-step (contextual bandit) reinforcement-learning problem:
 
 Training loop (``_train``), repeated every iteration:
 
-1. draw a batch of states from the pool (training pairs and augmented copies of their befores with the
-   target unchanged: under-exposed, colour-cast, low-contrast ...);
+1. draw a batch of states from the pool (training pairs and camera-jittered copies of their befores:
+   under-exposed, colour-cast, low-contrast ...; a copy's target is its pair's after, moved by what a
+   style emulator fitted to the pairs says the style would do differently: ``rlcore.emulator``);
 2. act: the actor's action, or with probability epsilon (linearly decaying) a uniformly random action;
    plus small Gaussian noise of a random scale;
 3. run the editor on the whole batch and score it with the reward; store (state, action, reward) in a

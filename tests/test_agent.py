@@ -94,6 +94,21 @@ def test_environment_step_is_rlcore_reward():
     assert torch.allclose(pool.step(idx, a), expected, atol=1e-4)
 
 
+def test_augmented_targets_unchanged_or_emulated():
+    ps = exposure_pairs(8)
+    plain = _augment_pool(ps, np.arange(8), copies=2, strength=1.0, seed=0, env_size=64)
+    emulated = _augment_pool(
+        ps, np.arange(8), copies=2, strength=1.0, seed=0, env_size=64, aug_target="emulated"
+    )
+    assert torch.equal(plain.before, emulated.before)  # the same jittered states
+    assert torch.equal(plain.target[plain.pair], emulated.target[emulated.pair][:8].repeat(3, 1, 1, 1))
+    # originals keep their afters; jittered copies get targets of their own
+    assert torch.equal(emulated.target[emulated.pair][:8], torch.from_numpy(ps.after))
+    assert not torch.equal(emulated.target[emulated.pair][8:], plain.target[plain.pair][8:])
+    with pytest.raises(ValueError, match="aug_target"):
+        _augment_pool(ps, np.arange(8), copies=1, strength=1.0, seed=0, env_size=64, aug_target="nonsense")
+
+
 def test_finetune_learns_a_known_edit():
     ps = exposure_pairs(24, exposure=40, temperature=30)
     res = finetune(ps, base=fresh_base(), seed=0, max_steps=300, seconds=120, config=Config(**FAST))
