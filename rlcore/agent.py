@@ -109,7 +109,8 @@ class Config:
     use_conv: bool = False  # fine-tuning: False zeroes the conv branch (it overfits to the few photos)
     # data and augmentation
     val_fraction: float = 0.2
-    aug_copies: int = 16  # camera-jittered copies of each training before
+    aug_copies: int = 16  # camera-jittered copies of each training before ...
+    aug_states_max: int = 1024  # ... but fewer when pairs x copies would exceed this
     aug_strength: float = 1.0
     aug_target: str = "emulated"  # their targets: "emulated" (rlcore.emulator) or "unchanged" (the after)
     p_original: float = 0.3  # share of unaugmented befores among sampled states
@@ -456,7 +457,7 @@ def _augment_pool(
     from rlcore import emulator
 
     style = emulator.fit(before, target, seed=seed)
-    targets = torch.cat([target, *(emulator.moved_targets(style, before, j, target) for j in jittered)])
+    targets = torch.cat([target, emulator.moved_targets(style, before, torch.cat(jittered), target)])
     per_state_weights = None if weights is None else weights.repeat(copies + 1, 1, 1)
     return _Pool(states, torch.arange(len(states)), original, targets, per_state_weights, env_size)
 
@@ -799,9 +800,9 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         raise ValueError("the base model has no critic; fine-tuning needs a base model file with one")
     weights = pairs.weights
     train_idx, val_idx = _split(len(pairs), cfg.val_fraction, seed)
-    pool = _augment_pool(
-        pairs, train_idx, cfg.aug_copies, cfg.aug_strength, seed, cfg.env_size, cfg.aug_target
-    )
+    # fewer copies per pair when there are many pairs: the pool stays a size a 60 s run can explore
+    copies = min(cfg.aug_copies, max(1, cfg.aug_states_max // len(train_idx))) if cfg.aug_copies else 0
+    pool = _augment_pool(pairs, train_idx, copies, cfg.aug_strength, seed, cfg.env_size, cfg.aug_target)
     val = _Val(
         torch.from_numpy(pairs.before[val_idx]),
         torch.from_numpy(pairs.after[val_idx]),
@@ -837,6 +838,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         "stopped_early": info["stopped_early"],
         "pool_best_reward_original": info["pool_best_reward_original"],
         "train_pairs": int(len(train_idx)),
+        "aug_copies": copies,
         "val_pairs": int(len(val_idx)),
         "seconds": round(time.monotonic() - t_start, 2),
         "seconds_total": round(info["train_seconds"], 2),

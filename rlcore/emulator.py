@@ -101,11 +101,22 @@ def _small(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
 
 
 def fit(
-    before, after, steps: int = 300, size: int = 16, seed: int = 0, weight_decay: float = 1e-2
+    before,
+    after,
+    steps: int = 300,
+    size: int = 16,
+    seed: int = 0,
+    weight_decay: float = 1e-2,
+    max_pairs: int = 64,
 ) -> StyleEmulator:
     """Fits an emulator to uint8 (N, H, W, 3) pairs (full batch, Adam, mean squared error on sRGB of
-    size x size copies: the look is per pixel, so a few hundred pixels per photo are plenty)."""
-    stats = photo_stats(torch.as_tensor(np.asarray(before)))
+    size x size copies: the look is per pixel, so a few hundred pixels per photo are plenty). At most
+    max_pairs pairs (a seeded random subset) are used, so the cost does not grow with the pair count."""
+    before, after = np.asarray(before), np.asarray(after)
+    if len(before) > max_pairs:
+        keep = np.sort(np.random.default_rng(seed).choice(len(before), max_pairs, replace=False))
+        before, after = before[keep], after[keep]
+    stats = photo_stats(torch.as_tensor(before))
     b, a = _small(before, size), _small(after, size).float() / 255.0
     with torch.random.fork_rng():  # seeded initial weights, without touching the caller's random state
         torch.manual_seed(seed)
@@ -135,8 +146,19 @@ def emulate(model: StyleEmulator, images: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def moved_targets(
-    model: StyleEmulator, before: torch.Tensor, jittered: torch.Tensor, after: torch.Tensor
+    model: StyleEmulator, before: torch.Tensor, jittered: torch.Tensor, after: torch.Tensor, size: int = 32
 ) -> torch.Tensor:
-    """Targets for jittered copies of befores: after + emulate(jittered) - emulate(before), as uint8."""
-    delta = emulate(model, jittered) - emulate(model, before)
-    return ((after.float() / 255.0 + delta).clamp(0, 1) * 255.0).round().to(torch.uint8)
+    """Targets for jittered copies of befores: after + emulate(jittered) - emulate(before), as uint8.
+
+    before, after: (N, H, W, 3); jittered: (K * N, H, W, 3), copy i of pair i % N. The emulator runs on
+    size x size copies (its difference is smooth; fine-tuning scores edits at 32x32 anyway) and the
+    difference is scaled up to H x W.
+    """
+    n = before.shape[0]
+    base = emulate(model, _small(before, size))
+    delta = emulate(model, _small(jittered, size)) - base.repeat(jittered.shape[0] // n, 1, 1, 1)
+    if delta.shape[1:3] != after.shape[1:3]:
+        delta = F.interpolate(delta.permute(0, 3, 1, 2), size=after.shape[1:3], mode="nearest")
+        delta = delta.permute(0, 2, 3, 1)
+    moved = after.float().repeat(jittered.shape[0] // n, 1, 1, 1) / 255.0 + delta
+    return (moved.clamp(0, 1) * 255.0).round().to(torch.uint8)

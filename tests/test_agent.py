@@ -109,6 +109,15 @@ def test_augmented_targets_unchanged_or_emulated():
         _augment_pool(ps, np.arange(8), copies=1, strength=1.0, seed=0, env_size=64, aug_target="nonsense")
 
 
+def test_many_pairs_get_fewer_augmented_copies():
+    ps = exposure_pairs(24)
+    cfg = Config(**{**FAST, "aug_copies": 16, "aug_states_max": 40})
+    res = finetune(ps, base=fresh_base(), seed=0, max_steps=2, seconds=60, config=cfg)
+    assert res.metrics["train_pairs"] == 19 and res.metrics["aug_copies"] == 2  # 40 // 19
+    res = finetune(ps.subset(range(6)), base=fresh_base(), seed=0, max_steps=2, seconds=60, config=cfg)
+    assert res.metrics["aug_copies"] == 8  # 40 // 5
+
+
 def test_finetune_learns_a_known_edit():
     ps = exposure_pairs(24, exposure=40, temperature=30)
     res = finetune(ps, base=fresh_base(), seed=0, max_steps=300, seconds=120, config=Config(**FAST))
