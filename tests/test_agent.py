@@ -201,6 +201,7 @@ def test_progress_and_time_budget():
     assert took < 6.5, took
     assert res.metrics["steps"] > 5
     assert seen and seen[-1].fraction == 1.0
+    assert seen[0].step == 0 and seen[0].fraction == 0.0  # reported before the pool is built
     assert all(0 <= p.fraction <= 1 for p in seen)
     assert all(0 <= p.epsilon <= 1 for p in seen)
     times = len(seen) / max(took, 1e-6)
