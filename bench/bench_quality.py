@@ -109,11 +109,24 @@ def steps_to_reach(curve: list[tuple[int, float]], level: float, batch_envs: int
     return float("inf")
 
 
-def efficiency(train: PairSet, base, seed: int, max_steps: int) -> dict:
+def config(args, **fixed) -> Config:
+    """The fine-tuning Config: defaults, --config KEY=VALUE overrides, then `fixed`."""
+    cfg = Config()
+    for item in args.config:
+        key, _, value = item.partition("=")
+        if not hasattr(cfg, key):
+            raise SystemExit(f"--config: Config has no field {key!r}")
+        setattr(cfg, key, type(getattr(cfg, key))(value))
+    for key, value in fixed.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def efficiency(train: PairSet, base, seed: int, max_steps: int, args) -> dict:
     """Env steps to reach a validation dE00: actor-sampled vs uniformly random exploration."""
     out = {}
     for mode in ("actor", "uniform"):
-        cfg = Config(exploration=mode, val_every=5, patience=10**9)
+        cfg = config(args, exploration=mode, val_every=5, patience=10**9)
         t = time.monotonic()
         res = finetune(train, base=base, seconds=10**9, seed=seed, max_steps=max_steps, config=cfg)
         out[mode] = {
@@ -156,7 +169,7 @@ def run_style(style: str, args, base, photos_train, photos_held) -> dict:
     row["preset_sliders"] = dict(zip(editor.ADJUSTMENTS, preset.tolist(), strict=True))
     row["base"] = float(delta_e(hb, ha, base.predict_thumbnails(hb)).mean())
     t = time.monotonic()
-    res = finetune(PairSet(tb, ta), base=base, seconds=args.seconds, seed=args.seed)
+    res = finetune(PairSet(tb, ta), base=base, seconds=args.seconds, seed=args.seed, config=config(args))
     row["finetune_seconds"] = round(time.monotonic() - t, 1)
     row["finetune_metrics"] = res.metrics
     row["personal"] = float(delta_e(hb, ha, res.model.predict_thumbnails(hb)).mean())
@@ -170,7 +183,7 @@ def run_style(style: str, args, base, photos_train, photos_held) -> dict:
     row["gap_closed_base"] = (row["no_edit"] - row["base"]) / gap if gap > 0 else float("nan")
     row["gap_closed_preset"] = (row["no_edit"] - row["preset"]) / gap if gap > 0 else float("nan")
     if args.efficiency:
-        row["efficiency"] = efficiency(PairSet(tb, ta), base, args.seed, args.efficiency_steps)
+        row["efficiency"] = efficiency(PairSet(tb, ta), base, args.seed, args.efficiency_steps, args)
     return row
 
 
@@ -202,11 +215,19 @@ def main(argv=None) -> int:
         default=",".join(TRAIN_PHOTOS),
         help="comma-separated sample photos the training pairs are cut from (rlcore.data.sample_photo names)",
     )
+    p.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a fine-tuning Config field, e.g. --config aug_target=unchanged (repeatable)",
+    )
     p.add_argument("--efficiency", action="store_true")
     p.add_argument("--efficiency-steps", type=int, default=600)
     p.add_argument("--out", default="var/bench_quality.json")
     args = p.parse_args(argv)
     styles = list(STYLES) if args.styles == "all" else args.styles.split(",")
+    config(args)  # refuse unknown --config fields before any work
     base = load_model(args.base)
     train_names = args.train_photos.split(",")
     if set(train_names) & set(HELDOUT_PHOTOS):
