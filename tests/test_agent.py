@@ -105,6 +105,13 @@ def test_augmented_targets_unchanged_or_emulated():
     # originals keep their afters; jittered copies get targets of their own
     assert torch.equal(emulated.target[emulated.pair][:8], torch.from_numpy(ps.after))
     assert not torch.equal(emulated.target[emulated.pair][8:], plain.target[plain.pair][8:])
+    # face weights follow each state to its own target
+    w = np.random.default_rng(0).uniform(0.5, 2.0, (8, 64, 64)).astype(np.float32)
+    weighted = _augment_pool(
+        PairSet(ps.before, ps.after, w), np.arange(8), copies=2, strength=1.0, seed=0, env_size=64,
+        aug_target="emulated",
+    )  # fmt: skip
+    assert torch.equal(weighted.weights[weighted.pair], torch.from_numpy(w).repeat(3, 1, 1))
     with pytest.raises(ValueError, match="aug_target"):
         _augment_pool(ps, np.arange(8), copies=1, strength=1.0, seed=0, env_size=64, aug_target="nonsense")
 
