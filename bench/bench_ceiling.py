@@ -48,16 +48,10 @@ def true_style_pool(style_fn):
     """agent._augment_pool with the copies' targets made by the style itself (diagnostic only)."""
 
     def augment_pool(ps, idx, copies, strength, seed, env_size, aug_target="unchanged"):
-        gen = torch.Generator().manual_seed(seed * 7919 + 17)  # the same jitter as the shipped pool
-        before = torch.from_numpy(ps.before[idx])
-        after = torch.from_numpy(ps.after[idx])
-        jittered = [camera_jitter(before, gen, strength) for _ in range(copies)]
-        states = torch.cat([before, *jittered])
-        truth = [torch.from_numpy(np.stack([style_fn(x) for x in j.numpy()])) for j in jittered]
-        original = torch.arange(len(states)) < len(idx)
-        return agent._Pool(
-            states, torch.arange(len(states)), original, torch.cat([after, *truth]), None, env_size
-        )
+        pool = _shipped_augment_pool(ps, idx, copies, strength, seed, env_size, "unchanged")
+        truth = [torch.from_numpy(style_fn(x))[None] for x in pool.before[len(idx) :].numpy()]
+        targets = torch.cat([pool.target, *truth])
+        return agent._Pool(pool.before, torch.arange(len(pool)), pool.original, targets, None, env_size)
 
     return augment_pool
 

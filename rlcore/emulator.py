@@ -29,12 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlcore.agent import _resize_u8
 from rlcore.color import linear_to_srgb, srgb_to_linear
+from rlcore.editor import LUMA
 
 N_STATS = 15
 STATS_SIZE = 32
 N_PHOTO_PARAMS = 10
-_LUMA = (0.2126, 0.7152, 0.0722)
 
 
 def _quantile_rows(v: torch.Tensor, q: list[float]) -> torch.Tensor:
@@ -44,18 +45,18 @@ def _quantile_rows(v: torch.Tensor, q: list[float]) -> torch.Tensor:
 def photo_stats(images: torch.Tensor) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float (N, 15): the statistics the per-photo part depends on (on a 32x32 copy,
     so that they do not depend on the size the emulator is run at)."""
-    images = _small(images, STATS_SIZE)
+    images = _resize_u8(images, STATS_SIZE)
     n = images.shape[0]
     enc = images.reshape(n, -1, 3).float() / 255.0
     lin = srgb_to_linear(images.reshape(n, -1, 3))
-    y = lin @ torch.tensor(_LUMA)
+    y = lin @ torch.tensor(LUMA)
     lo, hi = _quantile_rows(y, [0.1, 0.97]).unbind(1)
     mid = ((y >= lo[:, None]) & (y <= hi[:, None])).float().unsqueeze(-1)
     grey_world = torch.log((lin * mid).sum(1) / mid.sum(1).clamp_min(1.0) + 1e-3)  # 3
     log_y = torch.log2(_quantile_rows(y, [0.02, 0.25, 0.5, 0.75, 0.98]) + 1e-3)  # 5
     black = torch.stack([_quantile_rows(enc[..., c], [0.005]) for c in range(3)], 1).squeeze(-1)  # 3
     white = torch.stack([_quantile_rows(enc[..., c], [0.995]) for c in range(3)], 1).squeeze(-1)  # 3
-    luma = enc @ torch.tensor(_LUMA)
+    luma = enc @ torch.tensor(LUMA)
     sat = torch.log((enc - luma.unsqueeze(-1)).abs().mean((1, 2)) + 1e-3).unsqueeze(1)  # 1
     return torch.cat([grey_world, log_y, black, white, sat], 1)
 
@@ -85,19 +86,9 @@ class StyleEmulator(nn.Module):
         # exposure and white balance: channel gains in linear light
         lin = srgb_to_linear(enc) * torch.exp(p[:, 6:9]).view(view)
         enc = linear_to_srgb(lin.clamp_min(1e-6)).clamp(0, 1)  # the curve's slope is infinite at 0
-        luma = (enc * torch.tensor(_LUMA)).sum(-1, keepdim=True)
+        luma = (enc * torch.tensor(LUMA)).sum(-1, keepdim=True)
         enc = luma + (enc - luma) * torch.exp(p[:, 9]).view(-1, 1, 1, 1)
         return (enc + self.look(enc)).clamp(0, 1)
-
-
-def _small(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> uint8 (N, size, size, 3) by box averaging."""
-    x = torch.as_tensor(np.asarray(images))
-    if x.shape[1] == size and x.shape[2] == size:
-        return x
-    x = x.permute(0, 3, 1, 2).float()
-    x = F.adaptive_avg_pool2d(x, size).round().clamp(0, 255)
-    return x.to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
 def fit(
@@ -116,8 +107,9 @@ def fit(
     if len(before) > max_pairs:
         keep = np.sort(np.random.default_rng(seed).choice(len(before), max_pairs, replace=False))
         before, after = before[keep], after[keep]
-    stats = photo_stats(torch.as_tensor(before))
-    b, a = _small(before, size), _small(after, size).float() / 255.0
+    before, after = torch.as_tensor(before), torch.as_tensor(after)
+    stats = photo_stats(before)
+    b, a = _resize_u8(before, size), _resize_u8(after, size).float() / 255.0
     with torch.random.fork_rng():  # seeded initial weights, without touching the caller's random state
         torch.manual_seed(seed)
         model = StyleEmulator()
@@ -154,11 +146,11 @@ def moved_targets(
     size x size copies (its difference is smooth; fine-tuning scores edits at 32x32 anyway) and the
     difference is scaled up to H x W.
     """
-    n = before.shape[0]
-    base = emulate(model, _small(before, size))
-    delta = emulate(model, _small(jittered, size)) - base.repeat(jittered.shape[0] // n, 1, 1, 1)
+    copies = jittered.shape[0] // before.shape[0]
+    base = emulate(model, _resize_u8(before, size))
+    delta = emulate(model, _resize_u8(jittered, size)) - base.repeat(copies, 1, 1, 1)
     if delta.shape[1:3] != after.shape[1:3]:
         delta = F.interpolate(delta.permute(0, 3, 1, 2), size=after.shape[1:3], mode="nearest")
         delta = delta.permute(0, 2, 3, 1)
-    moved = after.float().repeat(jittered.shape[0] // n, 1, 1, 1) / 255.0 + delta
+    moved = after.float().repeat(copies, 1, 1, 1) / 255.0 + delta
     return (moved.clamp(0, 1) * 255.0).round().to(torch.uint8)
