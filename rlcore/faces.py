@@ -7,8 +7,8 @@ detector, a hand-painted mask) passes a mask image instead, through ``mask_to_we
 
 from __future__ import annotations
 
-import functools
 import os
+import threading
 
 import cv2
 import numpy as np
@@ -20,12 +20,20 @@ _DETECT_SIDE = 640  # detection runs on a copy at most this large: faster, and t
 _FEATHER = 0.25  # blur sigma as a fraction of the face size: soft edges, no hard step in the weights
 
 
-@functools.cache
+# One classifier per thread: detectMultiScale keeps per-call scratch state inside the classifier object, so
+# a classifier shared by threads (a threaded web server's concurrent uploads) returns wrong boxes or fails
+# with cv2.error in getScaleData. Loading one takes ~60 ms, once per thread.
+_local = threading.local()
+
+
 def _cascade() -> cv2.CascadeClassifier:
-    path = os.path.join(cv2.data.haarcascades, _CASCADE)
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():
-        raise RuntimeError(f"could not load the Haar cascade {path}")
+    cascade = getattr(_local, "cascade", None)
+    if cascade is None:
+        path = os.path.join(cv2.data.haarcascades, _CASCADE)
+        cascade = cv2.CascadeClassifier(path)
+        if cascade.empty():
+            raise RuntimeError(f"could not load the Haar cascade {path}")
+        _local.cascade = cascade
     return cascade
 
 

@@ -34,3 +34,14 @@ def test_client_mask():
     mask[2, 2] = 128
     w = faces.mask_to_weights(mask, face_weight=2.0)
     assert w[0, 0] == 1.0 and w[1, 2] == pytest.approx(3.0) and 1.9 < w[2, 2] < 2.1
+
+
+def test_detection_in_parallel_threads():
+    """Web servers run uploads in threads: one shared cascade raced (cv2.error in getScaleData)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    image = photo("astronaut")
+    expected = faces.detect_faces(image)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: faces.detect_faces(image), range(48)))
+    assert all(found == expected for found in results)
