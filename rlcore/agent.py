@@ -38,7 +38,7 @@ import io
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +63,8 @@ __all__ = [
     "features",
     "finetune",
     "train_base",
+    "validation_delta_e",
+    "train_val_split",
     "N_FEATURES",
 ]
 
@@ -415,15 +417,37 @@ class _Val:
         self.target_lab = reward.srgb_to_lab(self.target)
 
     @torch.no_grad()
-    def per_pair(self, actor: Actor | None) -> torch.Tensor:
+    def per_pair(self, actor: Actor | None, strength: float = 1.0) -> torch.Tensor:
         from rlcore import reward
 
-        edited = self.before if actor is None else edit(self.before, actor(self.feats, self.conv))
+        if actor is None or strength == 0:
+            edited = self.before
+        else:
+            edited = edit(self.before, actor(self.feats, self.conv) * strength)
         return reward.mean_delta_e(edited, self.target_lab, self.weights)
 
-    def delta_e(self, actor: Actor | None) -> float:
+    def delta_e(self, actor: Actor | None, strength: float = 1.0) -> float:
         """Mean (weighted) dE00 of the actor's edits (None: no edit) to the targets, at 64x64."""
-        return float(self.per_pair(actor).mean())
+        return float(self.per_pair(actor, strength).mean())
+
+
+# Global strengths tried on validation after fine-tuning; 0 is "no edit", so a published model never
+# validates worse than leaving the photos alone, on any machine and under any load.
+STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+STRENGTH_MARGIN = 0.01  # dE00 a strength other than 1 must win by: one number fitted on few pairs
+
+
+def calibrate_strength(val: _Val, actor: Actor) -> tuple[float, float]:
+    """The global strength (scaling every slider) with the lowest validation dE00, and that dE00.
+
+    Strength 1 (the actor as trained) is kept unless another strength is better by STRENGTH_MARGIN, or
+    the actor is worse than no edit at all.
+    """
+    scores = {s: val.delta_e(actor, s) for s in STRENGTHS}
+    best = min(scores, key=scores.get)
+    if scores[1.0] <= scores[0.0] and scores[1.0] - scores[best] < STRENGTH_MARGIN:
+        best = 1.0
+    return best, scores[best]
 
 
 def _augment_pool(
@@ -486,6 +510,7 @@ class FinetuneResult:
     model: PersonalModel
     metrics: dict[str, Any]
     curve: list[tuple[int, float]]
+    val_idx: list[int] = field(default_factory=list)  # the pairs validation used (for comparing models)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -737,7 +762,8 @@ def _train(
 # ------------------------------------------------------------------------------------------------------
 
 
-def _split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def train_val_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fine-tuning's split of n pairs into training and validation indices (sorted), fixed by the seed."""
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)
     n_val = max(1, int(round(n * val_fraction))) if n >= 2 else 0
@@ -801,7 +827,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     if on_progress is not None:  # building the pool (emulator included) takes a few seconds: say so at once
         on_progress(Progress(0, 0.0, float(seconds), cfg.eps_start, float("nan"), float("nan")))
     weights = pairs.weights
-    train_idx, val_idx = _split(len(pairs), cfg.val_fraction, seed)
+    train_idx, val_idx = train_val_split(len(pairs), cfg.val_fraction, seed)
     # fewer copies per pair when there are many pairs: the pool stays a size a 60 s run can explore
     copies = min(cfg.aug_copies, max(1, cfg.aug_states_max // len(train_idx))) if cfg.aug_copies else 0
     pool = _augment_pool(pairs, train_idx, copies, cfg.aug_strength, seed, cfg.env_size, cfg.aug_target)
@@ -829,11 +855,16 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         Path(checkpoint_path) if checkpoint_path is not None else None,
         should_stop, on_progress, fp, t_start,
     )  # fmt: skip
-    val_personal = val.delta_e(actor)
+    val_unscaled = val.delta_e(actor)
+    strength, val_personal = calibrate_strength(val, actor)
     metrics = {
         "val_delta_e_no_edit": round(val_no_edit, 4),
         "val_delta_e_base": round(val_base, 4),
         "val_delta_e_personal": round(val_personal, 4),
+        "val_delta_e_unscaled": round(val_unscaled, 4),
+        "strength": strength,
+        # what the calibration did: "kept" the actor as trained, "scaled" it, or fell back to "no_edit"
+        "calibration": "kept" if strength == 1.0 else "no_edit" if strength == 0.0 else "scaled",
         "steps": info["steps"],
         "env_steps": info["env_steps"],
         "best_step": info["best_step"],
@@ -855,9 +886,26 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
             "base_version": base.metadata.get("model_id"),
             "metrics": metrics,
             "config": asdict(cfg),
+            "strength": strength,
         },
     )
-    return FinetuneResult(model=model, metrics=metrics, curve=info["curve"])
+    return FinetuneResult(model=model, metrics=metrics, curve=info["curve"], val_idx=val_idx.tolist())
+
+
+def validation_delta_e(model: PersonalModel, pairs: PairSet, idx: list[int] | np.ndarray) -> float:
+    """Mean (weighted) dE00 of any model's edits of pairs idx to their afters, as fine-tuning validates.
+
+    Compares a new personal model with the editor's active one on the new job's validation pairs.
+    """
+    from rlcore import reward
+
+    idx = np.asarray(idx, dtype=np.int64)
+    before = torch.from_numpy(pairs.before[idx])
+    edited = edit(before, model.predict_actions(before))
+    weights = None if pairs.weights is None else torch.from_numpy(pairs.weights[idx])
+    return float(
+        reward.mean_delta_e(edited, reward.srgb_to_lab(torch.from_numpy(pairs.after[idx])), weights).mean()
+    )
 
 
 def distort(target: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

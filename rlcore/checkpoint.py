@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,6 +75,11 @@ class PersonalModel:
         self.metadata = meta
 
     @property
+    def strength(self) -> float:
+        """The global strength fine-tuning calibrated on validation (0 = no edit); files without one: 1."""
+        return float(self.metadata.get("strength", 1.0))
+
+    @property
     def adjustments(self) -> list[str]:
         return list(self.metadata["adjustments"])
 
@@ -101,7 +105,7 @@ class PersonalModel:
             x = _resize_u8(x, THUMB)
         # tiny tensors: one thread is fastest, and 2 threads on a busy 2-core machine are ~50x slower
         with _threads(1 if x.shape[0] <= 64 else 0):
-            return self.actor(features(x), conv_input(x))
+            return self.actor(features(x), conv_input(x)) * self.strength
 
     def predict_thumbnails(self, thumbs) -> np.ndarray:
         """uint8 (N, 64, 64, 3) thumbnails -> int slider values (N, 12) in the editor's ADJUSTMENTS order."""
@@ -208,12 +212,3 @@ def load_model(source: str | Path | bytes | bytearray, *, check_adjustments: boo
             f"{where}: model uses {arch.get('n_features')} features, this rlcore {N_FEATURES}"
         )
     return PersonalModel(actor, critic, metadata=meta)
-
-
-def _timed_predict(model: PersonalModel, image: np.ndarray, repeats: int = 50) -> float:
-    """Mean milliseconds per model.predict(image) (thumbnail + features + actor)."""
-    model.predict(image)
-    t = time.perf_counter()
-    for _ in range(repeats):
-        model.predict(image)
-    return (time.perf_counter() - t) / repeats * 1000

@@ -239,3 +239,48 @@ def test_too_few_pairs_is_an_error():
     ps = exposure_pairs(2)
     with pytest.raises(ValueError):
         finetune(ps.subset([0]), base=fresh_base(), seconds=5)
+
+
+def wrecking_base(seed: int = 0) -> PersonalModel:
+    """A base whose every suggestion is a heavy edit: exposure and tint pushed far, whatever the photo."""
+    base = fresh_base(seed)
+    with torch.no_grad():
+        last = base.actor.mlp[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+        last.bias[editor.ADJUSTMENTS.index("exposure")] = -2.0
+        last.bias[editor.ADJUSTMENTS.index("tint")] = 2.0
+    return base
+
+
+def test_a_published_model_never_validates_worse_than_no_edit():
+    """Pairs with no edit at all, a base that wrecks photos, no time to learn: calibration falls back."""
+    before = scenes(10, 5)
+    pairs = PairSet(before=before, after=before.copy())
+    res = finetune(pairs, base=wrecking_base(), seed=0, max_steps=2, config=Config(**FAST))
+    m = res.metrics
+    assert m["val_delta_e_unscaled"] > m["val_delta_e_no_edit"] + 1.0
+    assert m["val_delta_e_personal"] <= m["val_delta_e_no_edit"]
+    assert (m["strength"], m["calibration"]) == (0.0, "no_edit")
+    sliders = res.model.predict_thumbnails(before)
+    assert not sliders.any(), "a model calibrated to strength 0 suggests no edit"
+
+
+def test_calibrated_strength_travels_with_the_model_file_and_scales_its_sliders():
+    from rlcore.checkpoint import load_model, model_bytes
+
+    pairs = exposure_pairs(16, seed=2)
+    res = finetune(pairs, base=fresh_base(), seed=0, max_steps=60, config=Config(**FAST))
+    assert res.metrics["calibration"] in ("kept", "scaled") and res.metrics["strength"] > 0
+    loaded = load_model(model_bytes(res.model))
+    assert loaded.strength == res.metrics["strength"]
+    half = load_model(model_bytes(res.model))
+    half.metadata["strength"] = loaded.strength / 2
+    full_a, half_a = loaded.predict_actions(pairs.before), half.predict_actions(pairs.before)
+    assert torch.allclose(half_a * 2, full_a, atol=1e-6)
+    # validation_delta_e compares any model on the job's validation pairs, as fine-tuning measured it
+    from rlcore.agent import validation_delta_e
+
+    assert validation_delta_e(loaded, pairs, res.val_idx) == pytest.approx(
+        res.metrics["val_delta_e_personal"], abs=1e-3
+    )
