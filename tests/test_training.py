@@ -230,6 +230,47 @@ def test_job_lifecycle_through_the_api_and_a_real_worker(celery_worker_process, 
     assert kinds[0] == "queued" and "started" in kinds and kinds[-1] == "succeeded"
 
 
+def test_a_model_that_validates_worse_than_the_active_one_is_published_inactive(editor):
+    add_pairs(editor, 4)
+    first = publish_fake_model(create_job(editor, seconds=3))  # validates at 1.0 (publish_fake_model)
+    job = take_lease(create_job(editor, seconds=3))
+    worse = SimpleNamespace(
+        model=load_model(base_model_path()), metrics={"val_delta_e_personal": 4.35}, curve=[(10, 4.35)]
+    )
+    active = {"id": first.pk, "version": first.version, "val_delta_e": 2.02}
+    second = training.publish(job, "test-owner", worse, active)
+
+    assert EditorProfile.objects.get(user=editor).active_model == first
+    assert second.version == 2 and second.metrics["activated"] is False
+    assert (second.metrics["val_delta_e_active"], second.metrics["active_version"]) == (2.02, 1)
+    job.refresh_from_db()
+    assert job.status == Status.SUCCEEDED and job.model == second
+    message = job.events.get(kind="succeeded").message
+    assert "not active" in message and "4.35" in message and "2.02" in message
+
+
+def test_a_second_job_is_compared_with_the_active_model_on_its_own_validation_pairs(editor, media_root):
+    from rlcore.agent import Config, train_val_split, validation_delta_e
+
+    add_pairs(editor, 8)
+    assert training.run_job(create_job(editor, seconds=3, seed=1).pk) == "succeeded"
+    first = PersonalModel.objects.get(owner=editor)
+    assert first.metrics["activated"] is True and first.metrics["val_delta_e_active"] is None
+    job = create_job(editor, seconds=3, seed=2)
+    assert training.run_job(job.pk) == "succeeded"
+    job.refresh_from_db()
+    second = job.model
+    m = second.metrics
+    assert m["active_version"] == 1
+    pairs = training.load_pair_set(job)
+    _, val_idx = train_val_split(len(pairs), Config().val_fraction, job.seed)
+    expected = validation_delta_e(load_model(media_root / first.file), pairs, val_idx)
+    assert m["val_delta_e_active"] == pytest.approx(expected, abs=1e-3)
+    assert m["activated"] == (m["val_delta_e_personal"] < m["val_delta_e_active"])
+    active = EditorProfile.objects.get(user=editor).active_model
+    assert active == (second if m["activated"] else first)
+
+
 def test_activation_switches_models_and_the_cache_loads_each_once(editor, settings):
     from personalize import inference
 

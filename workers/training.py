@@ -34,12 +34,13 @@ from django.db.models import Max
 from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from personalize import inference
 from personalize.inference import base_model_path
 from personalize.jobs import enqueue, record_event, training_pairs
 from personalize.models import EditorProfile, JobEvent, PersonalModel, TrainingJob
 from personalize.pairs import pair_thumbnails
-from rlcore.agent import Cancelled, finetune
-from rlcore.checkpoint import load_model, save_model
+from rlcore.agent import Cancelled, finetune, validation_delta_e
+from rlcore.checkpoint import ModelFormatError, load_model, save_model
 from rlcore.data import PairSet
 
 log = logging.getLogger(__name__)
@@ -213,8 +214,31 @@ class JobReporter:
         return bool(self.cancel)
 
 
-def publish(job: TrainingJob, owner: str, result) -> PersonalModel:
-    """Write the model file (temporary name, then rename), then one transaction for every row change."""
+def compare_with_active(job: TrainingJob, pair_set: PairSet, result) -> dict | None:
+    """The editor's active personal model, scored on the new job's validation pairs (None: there is none).
+
+    A new model replaces the active one only when it validates better on the same pairs: a short or
+    unlucky run must not silently replace a good model.
+    """
+    row = PersonalModel.objects.filter(
+        pk=EditorProfile.objects.filter(user=job.owner).values("active_model")[:1]
+    ).first()
+    if row is None:
+        return None
+    try:
+        served = inference.personal_model(row)
+    except (OSError, ModelFormatError) as exc:  # unreadable or for another editor version: replace it
+        log.warning("job %s: active model %s cannot be compared (%s)", job.pk, row.pk, exc)
+        return None
+    score = validation_delta_e(served.model, pair_set, result.val_idx)
+    return {"id": row.pk, "version": row.version, "val_delta_e": round(score, 4)}
+
+
+def publish(job: TrainingJob, owner: str, result, active: dict | None = None) -> PersonalModel:
+    """Write the model file (temporary name, then rename), then one transaction for every row change.
+
+    The new model becomes the editor's active one unless `active` (compare_with_active) validates better.
+    """
     name = f"models/{job.owner_id}/job-{job.pk}-{uuid.uuid4().hex[:12]}.pt"
     final = media_path(name)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -234,6 +258,14 @@ def publish(job: TrainingJob, owner: str, result) -> PersonalModel:
             version = (
                 PersonalModel.objects.filter(owner=job.owner).aggregate(v=Max("version"))["v"] or 0
             ) + 1
+            new_score = result.metrics["val_delta_e_personal"]
+            activate = active is None or new_score < active["val_delta_e"]
+            metrics = {
+                **result.metrics,
+                "activated": activate,
+                "val_delta_e_active": None if active is None else active["val_delta_e"],
+                "active_version": None if active is None else active["version"],
+            }
             model = PersonalModel.objects.create(
                 owner=job.owner,
                 version=version,
@@ -241,17 +273,25 @@ def publish(job: TrainingJob, owner: str, result) -> PersonalModel:
                 size_bytes=len(data),
                 sha256=hashlib.sha256(data).hexdigest(),
                 base_version=str(result.model.metadata.get("base_version", "")),
-                metrics=result.metrics,
+                metrics=metrics,
                 job=locked,
             )
-            EditorProfile.objects.update_or_create(user=job.owner, defaults={"active_model": model})
+            if activate:
+                EditorProfile.objects.update_or_create(user=job.owner, defaults={"active_model": model})
+                message = f"published model version {version} and made it active"
+            else:
+                message = (
+                    f"published model version {version}, not active: it validates at {new_score:.2f} dE00 "
+                    f"on this job's validation pairs, the active version {active['version']} at "
+                    f"{active['val_delta_e']:.2f}; activate it to use it anyway"
+                )
             locked.model = model
-            locked.metrics = result.metrics
+            locked.metrics = metrics
             locked.curve = [[int(s), round(float(v), 4)] for s, v in result.curve]
             locked.progress = 1.0
             locked.eta_seconds = 0.0
             locked.val_delta_e = result.metrics.get("val_delta_e_personal")
-            finish(locked, Status.SUCCEEDED, f"published model version {version}", model=model)
+            finish(locked, Status.SUCCEEDED, message, model=model)
     except BaseException:
         final.unlink(missing_ok=True)
         raise
@@ -288,7 +328,7 @@ def run_job(job_id: int) -> str:
             on_progress=reporter.on_progress,
         )
         TrainingJob.objects.filter(pk=job.pk).update(training_seconds=time.monotonic() - started)
-        publish(job, owner, result)
+        publish(job, owner, result, compare_with_active(job, pair_set, result))
     except Cancelled:
         with transaction.atomic():
             locked = TrainingJob.objects.select_for_update().get(pk=job.pk)
