@@ -82,25 +82,39 @@ def inspect_bytes(field: str, data: bytes) -> UploadedPhoto:
         with Image.open(io.BytesIO(data)) as image:
             image_format = image.format
             width, height = image.size
-            orientation = (
-                image.getexif().get(0x0112, 1) if image_format in ("JPEG", "TIFF", "WEBP", "PNG") else 1
-            )
+            if image_format not in ACCEPTED_FORMATS:
+                raise UploadError(
+                    field, f"{image_format} images are not accepted (expected JPEG, PNG, TIFF or WebP)"
+                )
+            # Before anything that may decode: the pixel count comes from the header alone.
+            pixels = width * height
+            if pixels > settings.MAX_IMAGE_PIXELS:
+                raise UploadError(
+                    field,
+                    f"the image is {width}x{height} = {pixels / 1e6:.1f} megapixels; "
+                    f"the limit is {settings.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels",
+                )
+            orientation = _header_orientation(image)
+    except UploadError:
+        raise
     except Image.DecompressionBombError as exc:
         raise UploadError(field, f"the image has too many pixels ({exc})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UploadError(field, "not a readable image (expected JPEG, PNG, TIFF or WebP)") from exc
-    if image_format not in ACCEPTED_FORMATS:
-        raise UploadError(field, f"{image_format} images are not accepted (expected JPEG, PNG, TIFF or WebP)")
-    pixels = width * height
-    if pixels > settings.MAX_IMAGE_PIXELS:
-        raise UploadError(
-            field,
-            f"the image is {width}x{height} = {pixels / 1e6:.1f} megapixels; "
-            f"the limit is {settings.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels",
-        )
     if orientation in _TRANSPOSING_ORIENTATIONS:
         width, height = height, width
     return UploadedPhoto(field=field, data=data, format=image_format, width=width, height=height)
+
+
+def _header_orientation(image: Image.Image) -> int:
+    """The EXIF orientation, read without decoding any pixel.
+
+    JPEG, TIFF and WebP keep EXIF in their header. PNG's own getexif() decodes the whole image first, in
+    case an eXIf chunk follows the pixel data (which the PNG specification does not allow): a small PNG
+    of one colour would be decompressed to gigabytes here. The base method reads only the eXIf and XMP
+    chunks that precede the pixels, which Pillow has already parsed.
+    """
+    return Image.Image.getexif(image).get(0x0112, 1)
 
 
 def check_same_aspect(before: UploadedPhoto, after: UploadedPhoto, tolerance: float = 0.01) -> None:

@@ -50,3 +50,33 @@ def pair_bytes(
 ) -> tuple[bytes, bytes]:
     before = crop(photo(photos[index % len(photos)]), index)
     return encode(before, quality=92), encode(warm_and_bright(before), quality=92)
+
+
+def flat_png(width: int, height: int, rgb: tuple[int, int, int] = (128, 64, 32)) -> bytes:
+    """An 8-bit RGB PNG of one colour, built by hand: 13000x13000 is ~0.5 MB here but 507 MB decoded.
+
+    Pillow would need the decoded image in memory to write it. Instead, a band of rows is deflated once,
+    ending in a full flush (which resets the compressor, so the band's bytes do not depend on what came
+    before) and the band repeated; the zlib checksum over the whole raw data is computed alongside.
+    """
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    band_rows = 100
+    band = (b"\x00" + bytes(rgb) * width) * band_rows  # each row: filter type 0, then the pixels
+    compressor = zlib.compressobj(9)
+    deflated = compressor.compress(band) + compressor.flush(zlib.Z_FULL_FLUSH)
+    header, block = deflated[:2], deflated[2:]  # the 2-byte zlib header only once
+    bands, rest = divmod(height, band_rows)
+    checksum = 1
+    for _ in range(bands):
+        checksum = zlib.adler32(band, checksum)
+    tail = zlib.compressobj(9, wbits=-15)  # raw deflate: the last rows and the final block
+    last_rows = band[: rest * len(band) // band_rows]
+    checksum = zlib.adler32(last_rows, checksum)
+    stream = header + block * bands + tail.compress(last_rows) + tail.flush() + struct.pack(">I", checksum)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", stream) + chunk(b"IEND", b"")

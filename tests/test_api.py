@@ -2,6 +2,7 @@
 
 import io
 import json
+import time
 import xml.etree.ElementTree as ET
 import zipfile
 
@@ -14,7 +15,7 @@ from rest_framework.test import APIClient
 from personalize.accounts import create_or_get_editor
 from personalize.models import JobEvent, Pair, TrainingJob
 from rlcore.editor import ADJUSTMENTS
-from tests.photos import crop, encode, pair_bytes, photo, warm_and_bright
+from tests.photos import crop, encode, flat_png, pair_bytes, photo, warm_and_bright
 
 pytestmark = pytest.mark.django_db
 
@@ -153,6 +154,45 @@ def test_bad_upload_is_refused_and_nothing_is_stored(alice, media_root, case):
     assert stored_files(media_root) == []
 
 
+def _rss_mib(field: str) -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith(field + ":"))
+
+
+@pytest.mark.parametrize("endpoint", ["/api/v1/pairs", "/api/v1/predict"])
+def test_png_bomb_is_refused_from_the_header_quickly_and_in_little_memory(alice, media_root, endpoint):
+    """0.5 MB of PNG that decodes to 13000x13000x3 = 507 MB: refused without decoding a pixel."""
+    bomb = flat_png(13_000, 13_000)
+    assert len(bomb) < 1_000_000
+    _, after = pair_bytes(5)
+    files = {"before": bomb, "after": after} if endpoint.endswith("pairs") else {"image": bomb}
+    data = {field: SimpleUploadedFile(f"{field}.png", content) for field, content in files.items()}
+    # Writing 5 to clear_refs resets this process's peak resident memory (VmHWM) to the current one.
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+    resident = _rss_mib("VmRSS")
+    started = time.perf_counter()
+    response = alice.post(endpoint, data, format="multipart")
+    elapsed = time.perf_counter() - started
+    peak = _rss_mib("VmHWM") - resident
+    assert response.status_code == 400, response.content
+    field = "before" if endpoint.endswith("pairs") else "image"
+    assert "13000x13000 = 169.0 megapixels" in response.json()[field][0]
+    assert elapsed < 1.0 and peak < 100, (elapsed, peak)
+    assert Pair.objects.count() == 0 and stored_files(media_root) == []
+
+
+def test_png_orientation_is_read_from_the_header(alice):
+    image = crop(photo("coffee"), 11, size=200)[:, :120]  # 120 wide, 200 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated by 90 degrees: 200 wide, 120 high
+    before = _save(Image.fromarray(image), "PNG", exif=exif.tobytes())
+    after = encode(np.ascontiguousarray(np.rot90(warm_and_bright(image), -1)))
+    response = upload(alice, before, after)
+    assert response.status_code == 201, response.content
+    assert response.json()["before_size"] == [200, 120]
+
+
 def test_mismatched_aspect_is_refused(alice, media_root):
     image = crop(photo("coffee"), 5, size=200)
     response = upload(alice, encode(image), encode(image[:, :150]))
@@ -180,9 +220,9 @@ CONVERTED_UPLOADS = {
 }
 
 
-def _save(image: Image.Image, format: str) -> bytes:
+def _save(image: Image.Image, format: str, **options) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format=format)
+    image.save(buffer, format=format, **options)
     return buffer.getvalue()
 
 
