@@ -70,8 +70,8 @@ PHOTOS: tuple[Photo, ...] = (
     Photo("chelsea", PYTHON, "chelsea", "train", "photo: tabby cat close-up (skimage)"),
     Photo("motorcycle", PYTHON, "stereo_motorcycle", "train", "photo: red motorcycle in a garage (skimage)"),
     Photo("flower", PYTHON, "sklearn:flower.jpg", "heldout", "photo: orange dahlia close-up (scikit-learn)"),
-    Photo("grace_hopper", PYTHON, "matplotlib:grace_hopper.jpg", "heldout", "photo: portrait in uniform (matplotlib)"),
-    # plasma-workspace-wallpapers: each wallpaper ships at one size only (2560 or 5120 px wide).
+    Photo("grace_hopper", PYTHON, "matplotlib:grace_hopper.jpg", "heldout", "photo: portrait in uniform"),
+    # plasma-workspace-wallpapers: these photos ship at 2560x1600 only (no ~1920 px version).
     Photo("grey", PLASMA, f"{WALLPAPERS}/Grey/contents/images/2560x1600.jpg", "base",
           "photo: black-and-white curved facade (greyscale file)"),
     Photo("cold_ripple", PLASMA, f"{WALLPAPERS}/ColdRipple/contents/images/2560x1600.jpg", "base",
