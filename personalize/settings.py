@@ -174,6 +174,10 @@ REST_FRAMEWORK = {
         "predictions": os.environ.get("THROTTLE_PREDICTIONS", "6000/hour"),
         "auth": os.environ.get("THROTTLE_AUTH", "30/minute"),
     },
+    # Anonymous throttles (login) count per client address. DRF's default (None) takes the whole
+    # X-Forwarded-For header, which any client writes itself: a new value per request would reset the
+    # login throttle. 0 uses the connection's address; N trusts the address the N-th proxy appended.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Personalize API",

@@ -2,6 +2,9 @@
 
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 import zipfile
@@ -414,6 +417,49 @@ def test_upload_throttle(settings, alice):
     codes = [upload(alice, *pair_bytes(200 + i)).status_code for i in range(3)]
     cache.clear()
     assert codes == [201, 201, 429]
+
+
+def login_codes(settings, forwarded_for: list[str]) -> list[int]:
+    """Wrong-password logins from one client, each claiming the given X-Forwarded-For, under 3/minute."""
+    from django.core.cache import cache
+
+    create_or_get_editor("erin", password="erin-password-123")
+    rates = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**rates, "auth": "3/minute"},
+    }
+    cache.clear()
+    client = APIClient(REMOTE_ADDR="10.0.0.2")
+    codes = [
+        client.post(
+            "/api/v1/auth/token", {"username": "erin", "password": "guess"}, HTTP_X_FORWARDED_FOR=xff
+        ).status_code
+        for xff in forwarded_for
+    ]
+    cache.clear()
+    return codes
+
+
+def test_login_throttle_ignores_forwarded_for_without_proxies(settings):
+    """NUM_PROXIES=0 (the default): a client choosing a new X-Forwarded-For per guess is still throttled."""
+    assert login_codes(settings, [f"203.0.113.{i}" for i in range(5)]) == [400, 400, 400, 429, 429]
+
+
+def test_login_throttle_behind_one_proxy_uses_the_last_forwarded_address(settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    # The proxy appends the address it saw; what the client wrote before it is not trusted.
+    spoofed = [f"203.0.113.{i}, 198.51.100.7" for i in range(5)]
+    assert login_codes(settings, spoofed) == [400, 400, 400, 429, 429]
+    distinct = [f"198.51.100.{i}" for i in range(5)]
+    assert login_codes(settings, distinct) == [400] * 5
+
+
+def test_num_proxies_comes_from_the_environment():
+    code = "import django; django.setup(); from django.conf import settings as s; print(s.REST_FRAMEWORK['NUM_PROXIES'])"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "personalize.settings", "NUM_PROXIES": "2"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.split()[-1] == "2"
 
 
 def test_openapi_schema_validates():
