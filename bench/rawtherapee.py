@@ -31,6 +31,10 @@ STYLES = {
     "rt_film_medium": "Standard Film Curve - ISO Medium.pp3",
 }
 
+# rawtherapee-cli 5.9 segfaults now and then on images smaller than about 100 x 100 (seen with the ISO
+# Medium profile's denoiser), so smaller images are mirror-padded to this side and cropped back after.
+MIN_SIDE = 128
+
 # Where distributions install the bundled profiles when they are not next to the binary's prefix.
 SYSTEM_SHARE_DIRS = (Path("/usr/share/rawtherapee"), Path("/usr/local/share/rawtherapee"))
 
@@ -92,7 +96,7 @@ def _run(profile: Path, images: list[np.ndarray]) -> list[np.ndarray]:
         dst.mkdir()
         inputs = [src / f"{i:05d}.tif" for i in range(len(images))]
         for path, img in zip(inputs, images, strict=True):
-            Image.fromarray(img).save(path, format="TIFF")
+            Image.fromarray(_pad(img)).save(path, format="TIFF")
         cmd = [
             CLI,
             "-q",
@@ -116,7 +120,13 @@ def _run(profile: Path, images: list[np.ndarray]) -> list[np.ndarray]:
         for path, img in zip(outputs, images, strict=True):
             with Image.open(path) as out:
                 arr = np.asarray(out.convert("RGB"), dtype=np.uint8)
-            if arr.shape != img.shape:
+            if arr.shape != _pad(img).shape:
                 raise RuntimeError(f"{CLI} with {profile.name} changed the size {img.shape} -> {arr.shape}")
-            edited.append(arr)
+            edited.append(np.ascontiguousarray(arr[: img.shape[0], : img.shape[1]]))
     return edited
+
+
+def _pad(img: np.ndarray) -> np.ndarray:
+    """img mirrored past its bottom and right edges up to MIN_SIDE (unchanged when large enough)."""
+    h, w = img.shape[:2]
+    return np.pad(img, ((0, max(0, MIN_SIDE - h)), (0, max(0, MIN_SIDE - w)), (0, 0)), mode="symmetric")

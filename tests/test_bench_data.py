@@ -62,14 +62,14 @@ def test_missing_names_the_package_to_install(monkeypatch):
 
 @needs_rawtherapee
 def test_apply_returns_same_size_edited_images_and_caches_them(tmp_path, monkeypatch):
-    images = [gradient(), gradient(80, 60)[:, ::-1]]
+    images = [gradient(), gradient(80, 60)[:, ::-1], gradient(7, 300)]
     results = {}
     for style in rawtherapee.STYLES:
         out = rawtherapee.apply(style, images, cache_dir=tmp_path / style)
         assert [o.shape for o in out] == [i.shape for i in images]
         assert all(o.dtype == np.uint8 for o in out)
         assert all(np.abs(o.astype(int) - i).mean() > 2 for o, i in zip(out, images, strict=True)), style
-        assert len(list((tmp_path / style).glob("*.npy"))) == 2
+        assert len(list((tmp_path / style).glob("*.npy"))) == 3
         results[style] = out
 
     def no_second_run(*args):
