@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import posixpath
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -166,6 +168,47 @@ def _safe_member_path(name: str) -> PurePosixPath:
     return path
 
 
+# What zipfile raises on damaged data, by where it is found: the archive's structure, a CRC or size that
+# does not match (BadZipFile), data that ends early (EOFError), a corrupt deflate, bzip2 (OSError) or LZMA
+# stream, a nonsensical header field (ValueError), an unsupported feature (NotImplementedError,
+# RuntimeError).
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+    zlib.error,
+    lzma.LZMAError,
+)
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """An entry's bytes, its CRC and size checked. One damaged entry refuses the whole zip: what else in it
+    can be trusted? The encrypted and the unsupported are named before trying to read them."""
+
+    def refused(reason: str) -> UploadError:
+        return UploadError("file", f"the zip entry '{info.filename}' {reason}; nothing was stored")
+
+    if info.flag_bits & 0x1:
+        raise refused("is encrypted (password-protected zips are not accepted)")
+    if info.compress_type not in _ZIP_METHODS:
+        raise refused(
+            f"uses compression method {info.compress_type}, which is not supported "
+            "(use deflate, bzip2, LZMA or none)"
+        )
+    try:
+        data = archive.read(info)
+    except _ZIP_ERRORS as exc:
+        raise refused(f"is damaged ({exc})") from exc
+    # zipfile stops at the compressed data's end without noticing a declared size larger than what is there.
+    if len(data) != info.file_size:
+        raise refused(f"is damaged (its header says {info.file_size} bytes; it holds {len(data)})")
+    return data
+
+
 def read_bulk_zip(uploaded) -> tuple[list[tuple[str, bytes, bytes]], list[dict]]:
     """Return ([(name, before bytes, after bytes)], [skipped {name, reason}]) or raise UploadError.
 
@@ -175,8 +218,8 @@ def read_bulk_zip(uploaded) -> tuple[list[tuple[str, bytes, bytes]], list[dict]]
         raise UploadError("file", "this file is required")
     try:
         archive = zipfile.ZipFile(uploaded)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise UploadError("file", "not a readable zip archive") from exc
+    except _ZIP_ERRORS as exc:
+        raise UploadError("file", f"not a readable zip archive ({exc})") from exc
     with archive:
         members = [info for info in archive.infolist() if not info.is_dir()]
         total = 0
@@ -224,7 +267,7 @@ def read_bulk_zip(uploaded) -> tuple[list[tuple[str, bytes, bytes]], list[dict]]
                         {"name": stem, "reason": f"{too_big[0].filename} is over the upload limit"}
                     )
                     continue
-                pairs.append((stem, archive.read(before_info), archive.read(after_info)))
+                pairs.append((stem, _read_member(archive, before_info), _read_member(archive, after_info)))
     return pairs, skipped
 
 

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -282,6 +283,74 @@ def test_bulk_not_a_zip(alice):
         "/api/v1/pairs/bulk", {"file": SimpleUploadedFile("x.zip", b"nope")}, format="multipart"
     )
     assert response.status_code == 400 and "zip" in response.json()["file"][0]
+
+
+# Offsets of fields in a zip entry's local header and in its central directory record, and their format.
+ZIP_FIELDS = {
+    "flags": (6, 8, "<H"),
+    "method": (8, 10, "<H"),
+    "crc": (14, 16, "<I"),
+    "compressed_size": (18, 20, "<I"),
+    "size": (22, 24, "<I"),
+}
+
+
+def forged_zip(entries: dict[str, bytes], victim: str, compression=zipfile.ZIP_STORED, **fields) -> bytes:
+    """A zip whose entry `victim` has header fields overwritten, in its local header and central record."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    data = bytearray(buffer.getvalue())
+    local = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo(victim).header_offset
+    central = data.index(b"PK\x01\x02")
+    while data[central + 46 : central + 46 + len(victim)] != victim.encode():
+        central = data.index(b"PK\x01\x02", central + 4)
+    for field, value in fields.items():
+        local_offset, central_offset, fmt = ZIP_FIELDS[field]
+        struct.pack_into(fmt, data, local + local_offset, value)
+        struct.pack_into(fmt, data, central + central_offset, value)
+    return bytes(data)
+
+
+def pair_entries(index: int) -> dict[str, bytes]:
+    before, after = pair_bytes(index)
+    return {"before/a.jpg": before, "after/a.jpg": after}
+
+
+MALFORMED_ZIPS = {
+    "bad CRC": (lambda e: forged_zip(e, "after/a.jpg", crc=12345), "damaged"),
+    "size forged smaller": (lambda e: forged_zip(e, "after/a.jpg", size=100), "damaged"),
+    "size forged larger": (
+        lambda e: forged_zip(e, "after/a.jpg", size=len(e["after/a.jpg"]) + 1000),
+        "damaged",
+    ),
+    "deflate size forged": (
+        lambda e: forged_zip(e, "after/a.jpg", zipfile.ZIP_DEFLATED, size=len(e["after/a.jpg"]) * 3),
+        "damaged",
+    ),
+    "compressed size forged smaller": (
+        lambda e: forged_zip(e, "after/a.jpg", compressed_size=100),
+        "damaged",
+    ),
+    "encrypted entry": (lambda e: forged_zip(e, "after/a.jpg", flags=0x1), "encrypted"),
+    "unknown compression method": (
+        lambda e: forged_zip(e, "after/a.jpg", method=98),
+        "compression method 98",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_ZIPS)
+def test_malformed_zip_is_refused_whole_with_the_reason(alice, media_root, case):
+    make, reason = MALFORMED_ZIPS[case]
+    entries = {**pair_entries(40), "before/b.jpg": pair_bytes(41)[0], "after/b.jpg": pair_bytes(41)[1]}
+    zip_file = SimpleUploadedFile("pairs.zip", make(entries), content_type="application/zip")
+    response = alice.post("/api/v1/pairs/bulk", {"file": zip_file}, format="multipart")
+    assert response.status_code == 400, response.content
+    message = response.json()["file"][0]
+    assert reason in message and "after/a.jpg" in message and "nothing was stored" in message
+    assert Pair.objects.count() == 0 and stored_files(media_root) == []
 
 
 def add_pairs(client, count: int, start: int = 100, tags: str = ""):
