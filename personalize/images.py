@@ -13,9 +13,10 @@ import numpy as np
 from django.conf import settings
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from rlcore.imageio import load_image
+from rlcore.imageio import THUMB_SIZE, load_image
 
 ACCEPTED_FORMATS = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "WEBP": "webp"}
+MIN_PAIR_SIDE = THUMB_SIZE
 # EXIF orientations 5..8 swap width and height.
 _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
 
@@ -115,6 +116,15 @@ def _header_orientation(image: Image.Image) -> int:
     chunks that precede the pixels, which Pillow has already parsed.
     """
     return Image.Image.getexif(image).get(0x0112, 1)
+
+
+def check_min_size(photo: UploadedPhoto) -> None:
+    """A pair's photos become 64x64 thumbnails for training: anything smaller would be stretched up."""
+    if min(photo.width, photo.height) < MIN_PAIR_SIDE:
+        raise UploadError(
+            photo.field,
+            f"the image is {photo.width}x{photo.height}; its shorter side must be at least {MIN_PAIR_SIDE} pixels",
+        )
 
 
 def check_same_aspect(before: UploadedPhoto, after: UploadedPhoto, tolerance: float = 0.01) -> None:

@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.db import transaction
 from PIL import Image
@@ -24,6 +25,7 @@ from PIL import Image
 from personalize.images import (
     UploadedPhoto,
     UploadError,
+    check_min_size,
     check_same_aspect,
     decode_mask,
     inspect_bytes,
@@ -55,6 +57,11 @@ def content_hash(before: bytes, after: bytes) -> str:
     return hashlib.sha256(before + after).hexdigest()
 
 
+def uploaded_before(owner, digest: str) -> Pair | None:
+    """The editor's pair with these exact before and after files, if any (other editors' do not count)."""
+    return Pair.objects.filter(owner=owner, content_hash=digest).order_by("pk").first()
+
+
 @dataclass
 class PreparedPair:
     """Everything a Pair row needs, computed in memory; nothing is stored yet."""
@@ -71,6 +78,8 @@ class PreparedPair:
 
 
 def prepare_pair(before: UploadedPhoto, after: UploadedPhoto, mask_upload=None) -> PreparedPair:
+    check_min_size(before)
+    check_min_size(after)
     check_same_aspect(before, after)
     before_image = before.decode(max_side=ANALYSIS_SIDE)
     after_image = after.decode(max_side=ANALYSIS_SIDE)
@@ -103,8 +112,12 @@ def prepare_pair(before: UploadedPhoto, after: UploadedPhoto, mask_upload=None) 
     )
 
 
-def store_pair(owner, prepared: PreparedPair, name: str = "", tags: list[str] = ()) -> Pair:
-    """Write the files and the row; if anything fails, remove every file already written."""
+def store_pair(owner, prepared: PreparedPair, name: str = "", tags: list[str] = ()) -> tuple[Pair, bool]:
+    """Write the files and the row; if anything fails, remove every file already written.
+
+    Returns (pair, created): when the editor already has a pair with the same content hash (an identical
+    upload that finished first), that pair, unchanged, and this one's files are removed.
+    """
     pair = Pair(
         owner=owner,
         name=name,
@@ -127,19 +140,28 @@ def store_pair(owner, prepared: PreparedPair, name: str = "", tags: list[str] = 
     if prepared.mask_thumb is not None:
         files.append((pair.mask_thumb, "mask_thumb.png", prepared.mask_thumb))
     written = []
+    storage = pair.before.storage
     try:
         for file_field, filename, data in files:
             file_field.save(filename, ContentFile(data), save=False)
             written.append(file_field.name)
         with transaction.atomic():
-            pair.save()
-            PairTag.objects.bulk_create([PairTag(pair=pair, name=tag) for tag in tags])
+            # Locking the editor's row makes identical uploads sent at once check and insert one after the
+            # other, so one pair is stored (SQLite's immediate transactions serialize them anyway).
+            get_user_model().objects.select_for_update().filter(pk=owner.pk).exists()
+            existing = uploaded_before(owner, pair.content_hash)
+            if existing is None:
+                pair.save()
+                PairTag.objects.bulk_create([PairTag(pair=pair, name=tag) for tag in tags])
     except BaseException:
-        storage = pair.before.storage
         for path in written:
             storage.delete(path)
         raise
-    return pair
+    if existing is not None:
+        for path in written:
+            storage.delete(path)
+        return existing, False
+    return pair, True
 
 
 def delete_pair(pair: Pair) -> None:
@@ -272,23 +294,36 @@ def read_bulk_zip(uploaded) -> tuple[list[tuple[str, bytes, bytes]], list[dict]]
 
 
 def store_bulk(owner, uploaded, tags: list[str]) -> dict:
+    """Pairs the editor already has (from earlier uploads or earlier in this zip) are listed as skipped."""
     pairs, skipped = read_bulk_zip(uploaded)
     stored = []
     for name, before_data, after_data in pairs:
-        try:
-            before = inspect_bytes("before", before_data)
-            after = inspect_bytes("after", after_data)
-            prepared = prepare_pair(before, after)
-        except UploadError as exc:
-            skipped.append({"name": name, "reason": f"{exc.field}: {exc.reason}"})
-            continue
-        stored.append(store_pair(owner, prepared, name=name, tags=tags))
+        existing = uploaded_before(owner, content_hash(before_data, after_data))
+        if existing is None:
+            try:
+                before = inspect_bytes("before", before_data)
+                after = inspect_bytes("after", after_data)
+                prepared = prepare_pair(before, after)
+            except UploadError as exc:
+                skipped.append({"name": name, "reason": f"{exc.field}: {exc.reason}"})
+                continue
+            pair, created = store_pair(owner, prepared, name=name, tags=tags)
+            if created:
+                stored.append(pair)
+                continue
+            existing = pair
+        skipped.append({"name": name, "reason": f"already uploaded as pair {existing.pk}"})
     return {"stored": stored, "skipped": skipped}
 
 
-def upload_pair(owner, before_file, after_file, mask_file=None, name: str = "", tags=()) -> Pair:
+def upload_pair(owner, before_file, after_file, mask_file=None, name: str = "", tags=()) -> tuple[Pair, bool]:
+    """Returns (pair, created): an upload of the same before and after files as one of the editor's pairs
+    returns that pair, unchanged, before any decoding."""
     before = read_upload("before", before_file)
     after = read_upload("after", after_file)
+    existing = uploaded_before(owner, content_hash(before.data, after.data))
+    if existing is not None:
+        return existing, False
     prepared = prepare_pair(before, after, mask_file)
     return store_pair(owner, prepared, name=name or _stem(getattr(before_file, "name", "")), tags=list(tags))
 

@@ -75,7 +75,13 @@ class PairListView(generics.ListCreateAPIView):
 
     @extend_schema(
         request=serializers.PairUploadSerializer,
-        responses={201: serializers.PairSerializer, 400: BAD_REQUEST},
+        responses={
+            201: serializers.PairSerializer,
+            200: OpenApiResponse(
+                serializers.PairSerializer, description="you already have a pair of these exact files: it"
+            ),
+            400: BAD_REQUEST,
+        },
         description="Upload one before/after pair. Thumbnails and the face mask are computed now, once.",
     )
     def post(self, request, *args, **kwargs):
@@ -84,12 +90,15 @@ class PairListView(generics.ListCreateAPIView):
         data = form.validated_data
         try:
             tags = pairs.parse_tags(data.get("tags", ""))
-            pair = pairs.upload_pair(
+            pair, created = pairs.upload_pair(
                 request.user, data["before"], data["after"], data.get("mask"), data.get("name", ""), tags
             )
         except UploadError as exc:
             raise upload_error(exc) from exc
-        return Response(serializers.PairSerializer(pair).data, status=status.HTTP_201_CREATED)
+        return Response(
+            serializers.PairSerializer(pair).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
 
 class PairDetailView(generics.RetrieveDestroyAPIView):

@@ -197,6 +197,77 @@ def test_png_orientation_is_read_from_the_header(alice):
     assert response.json()["before_size"] == [200, 120]
 
 
+def test_duplicate_upload_answers_the_existing_pair(alice, bob, media_root):
+    before, after = pair_bytes(12)
+    first = upload(alice, before, after, name="first", tags="a")
+    assert first.status_code == 201, first.content
+    files = stored_files(media_root)
+    again = upload(alice, before, after, name="again", tags="b")
+    assert again.status_code == 200, again.content
+    assert again.json() == first.json()  # the existing pair, unchanged
+    assert Pair.objects.filter(owner__username="alice").count() == 1
+    assert stored_files(media_root) == files
+    # Another editor's identical upload is theirs alone.
+    theirs = upload(bob, before, after)
+    assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
+
+
+def test_identical_uploads_racing_store_one_pair(alice, media_root):
+    """Both passed the early duplicate check; the second to reach the database gets the first's pair."""
+    from django.contrib.auth import get_user_model
+
+    from personalize.images import inspect_bytes
+    from personalize.pairs import prepare_pair, store_pair
+
+    owner = get_user_model().objects.get(username="alice")
+    before, after = pair_bytes(13)
+    prepared = [prepare_pair(inspect_bytes("before", before), inspect_bytes("after", after)) for _ in "ab"]
+    first, created = store_pair(owner, prepared[0], name="first")
+    files = stored_files(media_root)
+    second, second_created = store_pair(owner, prepared[1], name="second")
+    assert created and not second_created and second.pk == first.pk
+    assert Pair.objects.count() == 1 and stored_files(media_root) == files
+
+
+def test_bulk_zip_skips_pairs_already_uploaded(alice):
+    before, after = pair_bytes(14)
+    existing = upload(alice, before, after).json()
+    other_before, other_after = pair_bytes(15)
+    entries = {
+        "before/old.jpg": before,
+        "after/old.jpg": after,
+        "before/new.jpg": other_before,
+        "after/new.jpg": other_after,
+        "before/new-copy.jpg": other_before,
+        "after/new-copy.jpg": other_after,
+    }
+    response = alice.post("/api/v1/pairs/bulk", {"file": make_zip(entries)}, format="multipart")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert [p["name"] for p in body["stored"]] == ["new"]
+    reasons = {item["name"]: item["reason"] for item in body["skipped"]}
+    assert reasons["old"] == f"already uploaded as pair {existing['id']}"
+    assert reasons["new-copy"] == f"already uploaded as pair {body['stored'][0]['id']}"
+    assert Pair.objects.count() == 2
+
+
+@pytest.mark.parametrize("size", [(63, 120), (200, 40)])
+def test_photos_under_the_minimum_size_are_refused(alice, media_root, size):
+    width, height = size
+    image = crop(photo("coffee"), 16, size=200)[:height, :width]
+    response = upload(alice, encode(image), encode(warm_and_bright(image)))
+    assert response.status_code == 400, response.content
+    assert response.json()["before"] == [
+        f"the image is {width}x{height}; its shorter side must be at least 64 pixels"
+    ]
+    assert Pair.objects.count() == 0 and stored_files(media_root) == []
+    small_export = np.asarray(Image.fromarray(crop(photo("coffee"), 16, size=200)).resize((60, 60)))
+    response = upload(alice, encode(crop(photo("coffee"), 16, size=200)), encode(small_export))
+    assert response.status_code == 400 and "at least 64 pixels" in response.json()["after"][0]
+    square = crop(photo("coffee"), 17, size=64)
+    assert upload(alice, encode(square), encode(warm_and_bright(square))).status_code == 201
+
+
 def test_mismatched_aspect_is_refused(alice, media_root):
     image = crop(photo("coffee"), 5, size=200)
     response = upload(alice, encode(image), encode(image[:, :150]))
