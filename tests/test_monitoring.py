@@ -1,8 +1,11 @@
 """Admin monitoring: the queue dashboard, the job page's training curve, Prometheus metrics, admin actions."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from personalize.accounts import create_or_get_editor
 from personalize.jobs import create_job
@@ -53,6 +56,15 @@ def test_dashboard_shows_queues_workers_jobs_and_failures(staff_client, job):
         "pair 3: unreadable thumbnails",
     ):
         assert text in page
+
+
+def test_dashboard_counts_finished_jobs_in_words(staff_client, job):
+    TrainingJob.objects.filter(pk=job.pk).update(
+        status="succeeded", started_at=timezone.now() - timedelta(seconds=4), finished_at=timezone.now()
+    )
+    page = staff_client.get("/admin/queues/").content.decode()
+    assert "Finished: succeeded: 1;" in page
+    assert "{&#x27;" not in page  # no Python dict
 
 
 def test_job_admin_page_plots_the_training_curve(staff_client, job):
