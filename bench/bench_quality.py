@@ -1,45 +1,94 @@
-"""Quality benchmark of the personal models on synthetic expert styles (see docs/agent.md for results).
+"""Quality benchmark: how much of each editor's style a personal model learns (results in docs/agent.md).
 
-For each style (bench/styles.py): 50 training pairs cut from TRAIN_PHOTOS and 30 held-out pairs cut from
-HELDOUT_PHOTOS (photos the training pairs never used).  Held-out mean dE00 (64x64 thumbnails) for:
+Pairs look like an editor's real work (bench/pairs.py): crops of real photographs at export sizes, with
+camera-like errors, each pair from another photo as far as the photos go; training and held-out pairs come
+from disjoint photos (bench/photos.py).  Styles: the six synthetic ones (bench/styles.py) and three expert
+profiles applied by RawTherapee's own engine (bench/rawtherapee.py; skipped, with a message naming the
+missing package, where rawtherapee-cli is absent).
 
-* no edit;
-* best preset: one slider vector optimised with CMA-ES over the training pairs;
-* base: the shipped base model (distort-and-recover, no style);
-* personal: rlcore.agent.finetune on the 50 training pairs (its own 20 % validation split), --seconds;
-* optimum: per held-out image CMA-ES on the sliders with the target known (the editor's practical limit).
+Per style, held-out mean dE00 (64x64 thumbnails) for: no edit; best preset (one slider vector, CMA-ES on
+the training pairs); base (the shipped model, before any fine-tuning); personal (rlcore.agent.finetune on
+50 pairs for 60 s); optimum (per held-out image CMA-ES with the target known: the editor's limit).
+gap closed = (no edit - model) / (no edit - optimum).  The full mode adds:
 
-gap closed = (no edit - personal) / (no edit - optimum).  With --efficiency it also measures the seed's
-sample-efficiency claim: environment steps to reach a validation dE00 with actor-sampled actions versus
-uniformly random ones (same critic, same step budget).
+* pairs curve: gap closed with 5, 10, 20, 50, 200 training pairs at 60 s;
+* budget curve: gap closed at 0 s (the base), 15, 60 and 300 s with 50 pairs;
+* seed spread: the 60 s / 50 pairs run with seeds 0 and 1 (same pairs, other fine-tuning seed);
+* wrong-editor control (both modes): each style's personal model scored on every other style's held-out
+  pairs (all styles edit the same held-out befores); margin = best other model - own model, in dE00;
+* a plot of both curves per style, next to the JSON.
 
-    .venv/bin/python bench/bench_quality.py                      # all styles, 60 s fine-tuning each
-    .venv/bin/python bench/bench_quality.py --styles warm_film --efficiency
+    .venv/bin/python bench/bench_quality.py --quick          # < 10 min on 2 cores: 30 s, one seed
+    .venv/bin/python bench/bench_quality.py                  # full mode (about an hour with --jobs 2)
+
+Fine-tuning runs in --jobs processes of one thread each; timings assume nothing else loads the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import multiprocessing
 import os
 import shlex
 import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.styles import HELDOUT_PHOTOS, STYLES, TRAIN_PHOTOS, make_pairs  # noqa: E402
+from bench import pairs as bench_pairs  # noqa: E402
+from bench import photos  # noqa: E402
 from rlcore import editor, reward  # noqa: E402
 from rlcore.agent import Config, PairSet, finetune  # noqa: E402
 from rlcore.checkpoint import BASE_MODEL_PATH, load_model, model_bytes  # noqa: E402
-from rlcore.data import sample_photo  # noqa: E402
 
 warnings.filterwarnings("ignore")
+
+MAIN_PAIRS, MAIN_SECONDS = 50, 60.0
+DATA_SEED = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    seconds: float = MAIN_SECONDS  # the main column's budget
+    pairs_curve: tuple[int, ...] = (5, 10, 20, 50, 200)
+    budget_curve: tuple[float, ...] = (15.0, 60.0, 300.0)
+    seeds: tuple[int, ...] = (0, 1)
+    heldout: int = 40
+    cma_iters: int = 120
+
+
+FULL = Plan()
+QUICK = Plan(seconds=30.0, pairs_curve=(), budget_curve=(), seeds=(0,), heldout=30, cma_iters=60)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One fine-tuning run of the benchmark."""
+
+    style: str
+    pairs: int
+    seconds: float
+    seed: int
+    config: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def key(self) -> str:
+        return f"{self.style}/{self.pairs}p/{self.seconds:g}s/seed{self.seed}"
+
+
+# ------------------------------------------------------------------------------------------------------
+# Scoring and the CMA-ES references
+# ------------------------------------------------------------------------------------------------------
 
 
 def delta_e(before: np.ndarray, after: np.ndarray, sliders: np.ndarray | None = None) -> np.ndarray:
@@ -109,10 +158,10 @@ def steps_to_reach(curve: list[tuple[int, float]], level: float, batch_envs: int
     return float("inf")
 
 
-def config(args, **fixed) -> Config:
-    """The fine-tuning Config: defaults, --config KEY=VALUE overrides, then `fixed`."""
+def config(overrides, **fixed) -> Config:
+    """The fine-tuning Config: defaults, KEY=VALUE overrides, then `fixed`."""
     cfg = Config()
-    for item in args.config:
+    for item in overrides:
         key, _, value = item.partition("=")
         if not hasattr(cfg, key):
             raise SystemExit(f"--config: Config has no field {key!r}")
@@ -122,26 +171,85 @@ def config(args, **fixed) -> Config:
     return cfg
 
 
-def efficiency(train: PairSet, base, seed: int, max_steps: int, args) -> dict:
+# ------------------------------------------------------------------------------------------------------
+# Work done in the pool's processes (one torch thread each)
+# ------------------------------------------------------------------------------------------------------
+
+
+def _pairs(style: str, role: str, n: int) -> bench_pairs.Pairs:
+    return bench_pairs.make(style, role, n, DATA_SEED if role == "train" else DATA_SEED + 1000)
+
+
+def _train_size(plan: Plan) -> int:
+    return max([MAIN_PAIRS, *plan.pairs_curve])
+
+
+def finetune_task(run: Run, train_size: int, base_path: str) -> dict:
+    torch.set_num_threads(1)
+    train = _pairs(run.style, "train", train_size).head(run.pairs)
+    t = time.monotonic()
+    res = finetune(
+        PairSet(train.before, train.after),
+        base=load_model(base_path),
+        seconds=run.seconds,
+        seed=run.seed,
+        config=config(f"{k}={v}" for k, v in run.config),
+    )
+    return {
+        "run": asdict(run),
+        "model": model_bytes(res.model),
+        "metrics": res.metrics,
+        "wall_seconds": round(time.monotonic() - t, 1),
+        "distinct_photos": train.distinct_photos(),
+    }
+
+
+def references_task(style: str, plan: Plan, seed: int) -> dict:
+    """The best single preset (on the 50 training pairs) and the per-image optimum (held-out).
+
+    They depend on the pairs only, not on any model: cached under var/ for the next run.
+    """
+    torch.set_num_threads(1)
+    train = _pairs(style, "train", _train_size(plan)).head(MAIN_PAIRS)
+    held = _pairs(style, "heldout", plan.heldout)
+    digest = hashlib.sha256(
+        b"".join(a.tobytes() for a in (train.before, train.after, held.before, held.after))
+    ).hexdigest()[:16]
+    cached = bench_pairs.CACHE / f"references-{style}-{plan.cma_iters}-{seed}-{digest}.npz"
+    if cached.exists():
+        data = np.load(cached)
+        return {"style": style, "preset": data["preset"], "optimum": data["optimum"], "seconds": 0.0}
+    t = time.monotonic()
+    preset = best_preset(train.before, train.after, plan.cma_iters, seed)
+    optimum = per_image_optimum(held.before, held.after, plan.cma_iters, seed)
+    np.savez(cached, preset=preset, optimum=optimum)
+    return {"style": style, "preset": preset, "optimum": optimum, "seconds": round(time.monotonic() - t, 1)}
+
+
+def efficiency_task(style: str, train_size: int, base_path: str, max_steps: int, overrides) -> dict:
     """Env steps to reach a validation dE00: actor-sampled vs uniformly random exploration."""
+    torch.set_num_threads(1)
+    train = _pairs(style, "train", train_size).head(MAIN_PAIRS)
+    base = load_model(base_path)
     out = {}
     for mode in ("actor", "uniform"):
-        cfg = config(args, exploration=mode, val_every=5, patience=10**9)
-        t = time.monotonic()
-        res = finetune(train, base=base, seconds=10**9, seed=seed, max_steps=max_steps, config=cfg)
-        out[mode] = {
-            "curve": res.curve,
-            "best": min(v for _, v in res.curve),
-            "seconds": time.monotonic() - t,
-        }
+        cfg = config(overrides, exploration=mode, val_every=5, patience=10**9)
+        res = finetune(
+            PairSet(train.before, train.after),
+            base=base,
+            seconds=10**9,
+            seed=0,
+            max_steps=max_steps,
+            config=cfg,
+        )
+        out[mode] = {"curve": res.curve, "best": min(v for _, v in res.curve)}
     start = out["actor"]["curve"][0][1]  # the base actor's validation dE00 (both runs start there)
-    cfg = Config()
+    batch = Config().batch_envs
+    common = max(out["actor"]["best"], out["uniform"]["best"])  # the level both reach
     levels = {}
-    # the level both reach (the worse of the two bests) and a halfway level
-    common = max(out["actor"]["best"], out["uniform"]["best"])
     for name, level in (("halfway", start - 0.5 * (start - common)), ("common_best", common)):
-        sa = steps_to_reach(out["actor"]["curve"], level, cfg.batch_envs)
-        su = steps_to_reach(out["uniform"]["curve"], level, cfg.batch_envs)
+        sa = steps_to_reach(out["actor"]["curve"], level, batch)
+        su = steps_to_reach(out["uniform"]["curve"], level, batch)
         levels[name] = {
             "val_delta_e": round(level, 3),
             "env_steps_actor": sa,
@@ -149,109 +257,315 @@ def efficiency(train: PairSet, base, seed: int, max_steps: int, args) -> dict:
             "ratio_uniform_over_actor": round(su / sa, 2) if sa > 0 else None,
         }
     return {
-        "max_steps": max_steps,
-        "env_steps": max_steps * cfg.batch_envs,
-        "val_start_base": round(start, 3),
-        "best_actor": round(out["actor"]["best"], 3),
-        "best_uniform": round(out["uniform"]["best"], 3),
-        "levels": levels,
+        "style": style,
+        "efficiency": {
+            "max_steps": max_steps,
+            "val_start_base": round(start, 3),
+            "best_actor": round(out["actor"]["best"], 3),
+            "best_uniform": round(out["uniform"]["best"], 3),
+            "levels": levels,
+        },
     }
 
 
-def run_style(style: str, args, base, photos_train, photos_held) -> dict:
-    tb, ta = make_pairs(style, photos_train, args.train, seed=args.seed)
-    hb, ha = make_pairs(style, photos_held, args.heldout, seed=args.seed + 1000)
-    row: dict = {"style": style}
-    row["no_edit"] = float(delta_e(hb, ha).mean())
-    t = time.monotonic()
-    preset = best_preset(tb, ta, args.cma_iters, args.seed)
-    row["preset"] = float(delta_e(hb, ha, np.repeat(preset[None], len(hb), 0)).mean())
-    row["preset_sliders"] = dict(zip(editor.ADJUSTMENTS, preset.tolist(), strict=True))
-    row["base"] = float(delta_e(hb, ha, base.predict_thumbnails(hb)).mean())
-    t = time.monotonic()
-    res = finetune(PairSet(tb, ta), base=base, seconds=args.seconds, seed=args.seed, config=config(args))
-    row["finetune_seconds"] = round(time.monotonic() - t, 1)
-    row["finetune_metrics"] = res.metrics
-    row["personal"] = float(delta_e(hb, ha, res.model.predict_thumbnails(hb)).mean())
-    row["model_bytes"] = len(model_bytes(res.model))
-    t = time.monotonic()
-    opt = per_image_optimum(hb, ha, args.cma_iters, args.seed)
-    row["optimum"] = float(delta_e(hb, ha, opt).mean())
-    row["optimum_seconds"] = round(time.monotonic() - t, 1)
-    gap = row["no_edit"] - row["optimum"]
-    row["gap_closed"] = (row["no_edit"] - row["personal"]) / gap if gap > 0 else float("nan")
-    row["gap_closed_base"] = (row["no_edit"] - row["base"]) / gap if gap > 0 else float("nan")
-    row["gap_closed_preset"] = (row["no_edit"] - row["preset"]) / gap if gap > 0 else float("nan")
-    if args.efficiency:
-        row["efficiency"] = efficiency(PairSet(tb, ta), base, args.seed, args.efficiency_steps, args)
-    return row
+# ------------------------------------------------------------------------------------------------------
+# The benchmark
+# ------------------------------------------------------------------------------------------------------
 
 
-def table(rows: list[dict]) -> str:
-    lines = [
-        "| style | no edit | best preset | base | personal | optimum | gap closed | beats preset | fine-tune s |",
-        "|---|---|---|---|---|---|---|---|---|",
+def planned_runs(styles: list[str], plan: Plan, overrides: tuple) -> list[Run]:
+    runs = []
+    for style in styles:
+        wanted = {(MAIN_PAIRS, plan.seconds, seed) for seed in plan.seeds}
+        wanted |= {(n, plan.seconds, plan.seeds[0]) for n in plan.pairs_curve}
+        wanted |= {(MAIN_PAIRS, s, plan.seeds[0]) for s in plan.budget_curve}
+        runs += [Run(style, n, s, seed, overrides) for n, s, seed in sorted(wanted)]
+    # longest first, so that the pool's processes finish together
+    return sorted(runs, key=lambda r: -r.seconds)
+
+
+def gap_closed(no_edit: float, model: float, optimum: float) -> float:
+    gap = no_edit - optimum
+    return (no_edit - model) / gap if gap > 0 else float("nan")
+
+
+def score_run(out: dict, held: bench_pairs.Pairs, no_edit: float, optimum: float) -> dict:
+    """A fine-tuning run's personal model on the held-out pairs."""
+    sliders = load_model(out["model"]).predict_thumbnails(held.before)
+    de = float(delta_e(held.before, held.after, sliders).mean())
+    return {
+        "delta_e": de,
+        "gap_closed": gap_closed(no_edit, de, optimum),
+        "wall_seconds": out["wall_seconds"],
+        "distinct_photos": out["distinct_photos"],
+        "strength": out["metrics"].get("strength"),
+        "sliders": sliders,
+    }
+
+
+def run_benchmark(styles: list[str], plan: Plan, args) -> dict:
+    base_path = str(args.base)
+    base = load_model(base_path)
+    train_size = _train_size(plan)
+    print(f"making pairs: {train_size} training and {plan.heldout} held-out per style", flush=True)
+    data = {}
+    for style in tqdm(styles, desc="pairs", unit="style"):
+        data[style] = (_pairs(style, "train", train_size), _pairs(style, "heldout", plan.heldout))
+    held_before = data[styles[0]][1].before
+    assert all(np.array_equal(held_before, data[s][1].before) for s in styles), "styles edit the same befores"
+
+    overrides = tuple(tuple(item.partition("=")[::2]) for item in args.config)
+    runs = planned_runs(styles, plan, overrides)
+    results, refs, efficiency = {}, {}, {}
+    context = multiprocessing.get_context("spawn")  # no fork after torch has started its threads
+    started = time.monotonic()
+    with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+        futures = [pool.submit(finetune_task, run, train_size, base_path) for run in runs]
+        futures += [pool.submit(references_task, style, plan, args.seed) for style in styles]
+        if args.efficiency:
+            futures += [
+                pool.submit(efficiency_task, s, train_size, base_path, args.efficiency_steps, args.config)
+                for s in styles
+            ]
+        work = sum(r.seconds for r in runs)
+        print(
+            f"{len(runs)} fine-tuning runs ({work / 60:.0f} min of budgets) in {args.jobs} processes",
+            flush=True,
+        )
+        for future in tqdm(as_completed(futures), total=len(futures), desc="runs", unit="run"):
+            out = future.result()
+            if "run" in out:
+                results[Run(**{**out["run"], "config": tuple(map(tuple, out["run"]["config"]))})] = out
+            elif "efficiency" in out:
+                efficiency[out["style"]] = out["efficiency"]
+            else:
+                refs[out["style"]] = out
+
+    rows = {}
+    predictions = {}  # style -> sliders its main personal model predicts for the held-out befores
+    for style in styles:
+        train, held = data[style]
+        no_edit = float(delta_e(held.before, held.after).mean())
+        optimum = float(delta_e(held.before, held.after, refs[style]["optimum"]).mean())
+        preset = refs[style]["preset"]
+        preset_de = float(
+            delta_e(held.before, held.after, np.repeat(preset[None], len(held.before), 0)).mean()
+        )
+        base_de = float(delta_e(held.before, held.after, base.predict_thumbnails(held.before)).mean())
+
+        def score(run: Run, held=held, no_edit=no_edit, optimum=optimum) -> dict:
+            return score_run(results[run], held, no_edit, optimum)
+
+        main = {seed: score(Run(style, MAIN_PAIRS, plan.seconds, seed, overrides)) for seed in plan.seeds}
+        predictions[style] = main[plan.seeds[0]].pop("sliders")
+        for m in main.values():
+            m.pop("sliders", None)
+        seed0 = plan.seeds[0]
+        row = {
+            "style": style,
+            "no_edit": no_edit,
+            "preset": preset_de,
+            "base": base_de,
+            "personal": main[seed0]["delta_e"],
+            "optimum": optimum,
+            "gap_closed": main[seed0]["gap_closed"],
+            "gap_closed_base": gap_closed(no_edit, base_de, optimum),
+            "gap_closed_preset": gap_closed(no_edit, preset_de, optimum),
+            "beats_preset": main[seed0]["delta_e"] < preset_de,
+            "finetune_seconds": main[seed0]["wall_seconds"],
+            "pairs": MAIN_PAIRS,
+            "distinct_photos": main[seed0]["distinct_photos"],
+            "strength": main[seed0]["strength"],
+            "preset_sliders": dict(zip(editor.ADJUSTMENTS, preset.tolist(), strict=True)),
+            "seeds": {str(s): {k: v for k, v in m.items()} for s, m in main.items()},
+            "references_seconds": refs[style]["seconds"],
+        }
+        if len(plan.seeds) > 1:
+            gaps = [m["gap_closed"] for m in main.values()]
+            row["seed_spread"] = max(gaps) - min(gaps)
+        row["pairs_curve"] = {}
+        for n in plan.pairs_curve:
+            s = score(Run(style, n, plan.seconds, seed0, overrides))
+            s.pop("sliders")
+            row["pairs_curve"][str(n)] = s
+        row["budget_curve"] = {"0": {"delta_e": base_de, "gap_closed": row["gap_closed_base"]}}
+        for seconds in plan.budget_curve:
+            s = score(Run(style, MAIN_PAIRS, seconds, seed0, overrides))
+            s.pop("sliders")
+            row["budget_curve"][f"{seconds:g}"] = s
+        if style in efficiency:
+            row["efficiency"] = efficiency[style]
+        rows[style] = row
+
+    # wrong-editor control: style t's model on style s's held-out afters (same befores)
+    for style in styles:
+        held = data[style][1]
+        others = {
+            other: float(delta_e(held.before, held.after, predictions[other]).mean())
+            for other in styles
+            if other != style
+        }
+        row = rows[style]
+        row["wrong_editor"] = others
+        if others:
+            best_other = min(others, key=others.get)
+            row["wrong_editor_best_other"] = best_other
+            row["wrong_editor_margin"] = others[best_other] - row["personal"]
+    return {
+        "plan": asdict(plan),
+        "rows": list(rows.values()),
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "jobs": args.jobs,
+        "cores": os.cpu_count(),
+        "base_model": base.metadata.get("model_id"),
+        "photos": photos.summary(),
+    }
+
+
+# ------------------------------------------------------------------------------------------------------
+# Reports
+# ------------------------------------------------------------------------------------------------------
+
+
+def _pct(x) -> str:
+    return "-" if x is None or x != x else f"{100 * x:.1f} %"
+
+
+def tables(result: dict) -> str:
+    rows, plan = result["rows"], result["plan"]
+    out = [
+        "| style | no edit | best preset | base | personal | optimum | gap closed | beats preset | "
+        "wrong-editor margin | fine-tune s | pairs (photos) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(
+        margin = r.get("wrong_editor_margin")
+        out.append(
             f"| {r['style']} | {r['no_edit']:.2f} | {r['preset']:.2f} | {r['base']:.2f} | {r['personal']:.2f} | "
-            f"{r['optimum']:.2f} | {100 * r['gap_closed']:.1f} % | {'yes' if r['personal'] < r['preset'] else 'no'} | "
-            f"{r['finetune_seconds']:.1f} |"
+            f"{r['optimum']:.2f} | {_pct(r['gap_closed'])} | {'yes' if r['beats_preset'] else 'no'} | "
+            f"{'-' if margin is None else f'{margin:+.2f}'} ({r.get('wrong_editor_best_other', '-')}) | "
+            f"{r['finetune_seconds']:.1f} | {r['pairs']} ({r['distinct_photos']}) |"
         )
-    return "\n".join(lines)
+    gaps = [r["gap_closed"] for r in rows]
+    out.append(f"\nmean gap closed {_pct(np.mean(gaps))}, worst {_pct(min(gaps))} ({len(rows)} styles)")
+    if len(plan["seeds"]) > 1:
+        out += ["", "| style | " + " | ".join(f"seed {s}" for s in plan["seeds"]) + " | spread |", "|---|"
+                + "---|" * (len(plan["seeds"]) + 1)]  # fmt: skip
+        for r in rows:
+            cells = " | ".join(_pct(r["seeds"][str(s)]["gap_closed"]) for s in plan["seeds"])
+            out.append(f"| {r['style']} | {cells} | {100 * r['seed_spread']:.1f} points |")
+    if plan["pairs_curve"]:
+        ns = plan["pairs_curve"]
+        out += ["", f"pairs curve (gap closed at {plan['seconds']:g} s)", ""]
+        out += ["| style | " + " | ".join(f"{n} pairs" for n in ns) + " |", "|---|" + "---|" * len(ns)]
+        for r in rows:
+            cells = " | ".join(
+                f"{_pct(r['pairs_curve'][str(n)]['gap_closed'])} ({r['pairs_curve'][str(n)]['distinct_photos']})"
+                for n in ns
+            )
+            out.append(f"| {r['style']} | {cells} |")
+    if plan["budget_curve"]:
+        keys = ["0", *(f"{s:g}" for s in plan["budget_curve"])]
+        out += ["", f"budget curve (gap closed, {MAIN_PAIRS} pairs; 0 s = the base model)", ""]
+        out += ["| style | " + " | ".join(f"{k} s" for k in keys) + " |", "|---|" + "---|" * len(keys)]
+        for r in rows:
+            out.append(
+                f"| {r['style']} | "
+                + " | ".join(_pct(r["budget_curve"][k]["gap_closed"]) for k in keys)
+                + " |"
+            )
+    return "\n".join(out)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, plan = result["rows"], result["plan"]
+    fig, (ax_pairs, ax_budget) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for r in rows:
+        if plan["pairs_curve"]:
+            ns = plan["pairs_curve"]
+            ax_pairs.plot(
+                ns, [100 * r["pairs_curve"][str(n)]["gap_closed"] for n in ns], marker="o", label=r["style"]
+            )
+        keys = ["0", *(f"{s:g}" for s in plan["budget_curve"])]
+        ax_budget.plot(
+            [float(k) for k in keys], [100 * r["budget_curve"][k]["gap_closed"] for k in keys], marker="o"
+        )
+    ax_pairs.set(
+        xscale="log", xlabel="training pairs", ylabel="gap closed (%)", title=f"pairs ({plan['seconds']:g} s)"
+    )
+    ax_budget.set(
+        xscale="symlog",
+        xlabel="fine-tuning seconds",
+        ylabel="gap closed (%)",
+        title=f"budget ({MAIN_PAIRS} pairs)",
+    )
+    for ax in (ax_pairs, ax_budget):
+        ax.grid(alpha=0.3)
+        ax.axhline(90, color="grey", lw=0.8, ls="--")
+    fig.legend(loc="lower center", ncol=5, fontsize=8)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="the day-to-day mode: 30 s, one seed, no curves")
     p.add_argument("--styles", default="all", help="comma-separated style names or 'all'")
-    p.add_argument("--train", type=int, default=50)
-    p.add_argument("--heldout", type=int, default=30)
-    p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seconds", type=float, help="the main column's fine-tuning budget (default: the mode's)")
+    p.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="processes")
+    p.add_argument("--seed", type=int, default=0, help="CMA-ES seed")
     p.add_argument("--base", default=str(BASE_MODEL_PATH))
-    p.add_argument("--cma-iters", type=int, default=150)
+    p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a fine-tuning Config field, e.g. --config aug_target=unchanged (repeatable)")  # fmt: skip
     p.add_argument(
-        "--train-photos",
-        default=",".join(TRAIN_PHOTOS),
-        help="comma-separated sample photos the training pairs are cut from (rlcore.data.sample_photo names)",
+        "--efficiency", action="store_true", help="also measure actor-sampled vs uniform exploration"
     )
-    p.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a fine-tuning Config field, e.g. --config aug_target=unchanged (repeatable)",
-    )
-    p.add_argument("--efficiency", action="store_true")
     p.add_argument("--efficiency-steps", type=int, default=600)
     p.add_argument("--out", default="var/bench_quality.json")
     args = p.parse_args(argv)
-    styles = list(STYLES) if args.styles == "all" else args.styles.split(",")
-    config(args)  # refuse unknown --config fields before any work
-    base = load_model(args.base)
-    train_names = args.train_photos.split(",")
-    if set(train_names) & set(HELDOUT_PHOTOS):
-        p.error(f"--train-photos must not include the held-out photos {', '.join(HELDOUT_PHOTOS)}")
-    photos_train = [sample_photo(n) for n in train_names]
-    photos_held = [sample_photo(n) for n in HELDOUT_PHOTOS]
-    rows = []
-    for style in styles:
-        row = run_style(style, args, base, photos_train, photos_held)
-        rows.append(row)
-        print(
-            json.dumps({k: v for k, v in row.items() if k != "preset_sliders"}, default=str), file=sys.stderr
-        )
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(rows, indent=1, default=str))
-    print(table(rows))
-    for r in rows:
+    plan = QUICK if args.quick else FULL
+    if args.seconds:
+        plan = Plan(**{**asdict(plan), "seconds": args.seconds})
+    config(args.config)  # refuse unknown --config fields before any work
+    wanted = list(bench_pairs.STYLES) if args.styles == "all" else args.styles.split(",")
+    styles = []
+    for style in wanted:
+        why = bench_pairs.missing(style)
+        if why:
+            print(f"SKIPPED style {style}: {why}", file=sys.stderr)
+        else:
+            styles.append(style)
+    if not styles:
+        p.error("no style can be run here")
+    photos.fetch()
+    result = run_benchmark(styles, plan, args)
+    result["skipped"] = [s for s in wanted if s not in styles]
+    command = ".venv/bin/python bench/bench_quality.py " + " ".join(
+        shlex.quote(a) for a in (argv or sys.argv[1:])
+    )
+    result["command"] = command
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(result, indent=1, default=lambda x: x.tolist() if hasattr(x, "tolist") else str(x))
+    )
+    if plan.pairs_curve or plan.budget_curve:
+        plot(result, out.with_suffix(".png"))
+        print(f"plot: {out.with_suffix('.png')}")
+    print(tables(result))
+    for r in result["rows"]:
         if "efficiency" in r:
             print(f"\nsample efficiency ({r['style']}): {json.dumps(r['efficiency'], default=str)}")
-    print(f"\ncpu threads: {torch.get_num_threads()}, cores: {os.cpu_count()}")
-    print(
-        "command: .venv/bin/python bench/bench_quality.py "
-        + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    )
+    if result["skipped"]:
+        print(f"\nskipped (see messages above): {', '.join(result['skipped'])}")
+    print(f"\n{result['wall_seconds']:.0f} s wall clock, {args.jobs} processes, {os.cpu_count()} cores")
+    print(f"command: {command}")
     return 0
 
 
