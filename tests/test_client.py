@@ -622,6 +622,37 @@ def test_train_wait_follows_progress_and_succeeds(run, env):
     assert "activate 1" in err  # the fake does not activate new models
 
 
+def test_train_wait_logs_every_10_percent_the_server_reports_in_order(run, env):
+    seed_pairs(env)
+    reported = [0.0, 0.04, 0.12, 0.25, 0.29, 0.37, 0.51, 0.64, 0.78, 0.93]
+    env.job_script = [{"status": "running", "progress": p} for p in reported] + [
+        {"status": "succeeded", "progress": 1.0}
+    ]
+    code, _, err = run("train", "--wait", "--poll", "0")
+    assert code == 0, err
+    logged = [int(m) for m in re.findall(r"job 1: running, (\d+)%", err)]
+    # A line per 10 % step: 0.04 and 0.29 share a step with the line before them.
+    assert logged == [0, 12, 25, 37, 51, 64, 78, 93]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_train_wait_bar_on_a_terminal(run, env, monkeypatch):
+    seed_pairs(env)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    code, _, _ = run("train", "--wait", "--poll", "0")
+    assert code == 0
+    screen = terminal.getvalue()
+    assert "job 1:  40%|" in screen
+    # The status right after the bar, without the ", " tqdm puts before a string postfix.
+    assert "| running, step 40, ETA 0:06, val ΔE00 4.20" in screen
+    assert "| ," not in screen and "|, " not in screen
+
+
 @pytest.mark.parametrize(
     ("final", "message"),
     [

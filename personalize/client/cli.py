@@ -379,32 +379,37 @@ def job_line(job: dict) -> str:
 
 def wait_for_job(client: Client, job: dict, poll: float) -> dict:
     """Poll until the job is final, showing a bar with ETA and validation ΔE00; returns the final job."""
+    # The status goes in postfix[0]: tqdm puts ", " before a string postfix (made to follow its rate
+    # figures), but leaves a list alone.
     bar = tqdm(
         total=100,
         desc=f"job {job['id']}",
         unit="%",
         file=sys.stderr,
         disable=None,
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix[0]}",
+        postfix=[""],
     )
     last_status, last_decile, unreachable_since = None, -1, None
     try:
         while True:
             progress = max(0.0, min(1.0, float(job.get("progress") or 0)))
-            bar.n = round(progress * 100)
-            postfix = [str(job.get("status"))]
-            if job.get("step") is not None:
-                postfix.append(f"step {job['step']}")
-            if job.get("eta_seconds") is not None and job.get("status") == "running":
-                postfix.append(f"ETA {fmt_seconds(job['eta_seconds'])}")
-            if job.get("val_delta_e") is not None:
-                postfix.append(f"val ΔE00 {fmt_delta_e(job['val_delta_e'])}")
-            bar.set_postfix_str(", ".join(postfix), refresh=True)
             if bar.disable:  # not a terminal (a log): a line on each status change and every 10%
                 decile = int(progress * 10)
                 if job.get("status") != last_status or decile > last_decile:
                     err(job_line(job))
                     last_status, last_decile = job.get("status"), decile
+            else:
+                postfix = [str(job.get("status"))]
+                if job.get("step") is not None:
+                    postfix.append(f"step {job['step']}")
+                if job.get("eta_seconds") is not None and job.get("status") == "running":
+                    postfix.append(f"ETA {fmt_seconds(job['eta_seconds'])}")
+                if job.get("val_delta_e") is not None:
+                    postfix.append(f"val ΔE00 {fmt_delta_e(job['val_delta_e'])}")
+                bar.n = round(progress * 100)
+                bar.postfix[0] = ", ".join(postfix)
+                bar.refresh()
             if job.get("status") in FINAL_STATUSES:
                 return job
             time.sleep(poll)
