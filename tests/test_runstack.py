@@ -10,6 +10,8 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -97,6 +99,16 @@ class Tree:
         return [f"{pid} {cmdline}" for (pid, start), cmdline in self.seen.items() if (pid, start) in table]
 
 
+def answers_http(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=5)
+    except urllib.error.HTTPError:
+        return True  # an answer, whichever
+    except OSError:
+        return False
+    return True
+
+
 def kill_survivors(tree: Tree) -> None:
     """A failed run must not leave its processes to the tests after it."""
     table = processes()
@@ -120,7 +132,8 @@ def test_killing_any_child_leaves_nothing_behind(tmp_path):
         "REDIS_URL": settings.CELERY_BROKER_URL,
         "PYTHONUNBUFFERED": "1",
     }
-    command = [sys.executable, "manage.py", "runstack", "--addr", f"127.0.0.1:{free_port()}", "--no-demo"]
+    port = free_port()
+    command = [sys.executable, "manage.py", "runstack", "--addr", f"127.0.0.1:{port}", "--no-demo"]
     with open(log_path, "wb") as log:
         stack = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -165,7 +178,9 @@ def test_killing_any_child_leaves_nothing_behind(tmp_path):
             roles = [role_of(cmdline) for ppid, cmdline in tree.refresh().values() if ppid == stack.pid]
             assert sorted(roles) == sorted(initial)
             assert "worker exited with code -9; restarting it." in output()
+            wait_for(lambda: answers_http(port), timeout=15, message="the restarted web server")
             stack.send_signal(signal.SIGTERM)
+            assert stack.wait(timeout=25) == 0, output()
         stack.wait(timeout=25)
         try:  # a process killed a moment ago may take a moment to go
             wait_for(lambda: not tree.survivors(), timeout=10)
