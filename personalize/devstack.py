@@ -163,8 +163,9 @@ class GaveUp(RuntimeError):
 
 class Supervisor:
     """Named processes, each restarted when it exits, in a group of its own so that nothing it started
-    survives it. One that exits `max_restarts` times within `window` seconds is a crash loop (a taken
-    port, a broken configuration): then `watch` raises GaveUp, and `stop_all` stops the others."""
+    survives it. One that exits again after `max_restarts` restarts within `window` seconds is in a
+    crash loop (a taken port, a broken configuration): then `watch` raises GaveUp, and `stop_all` stops
+    the others."""
 
     def __init__(self, max_restarts: int = 3, window: float = 60.0, log: Callable[[str], None] = print):
         self.max_restarts = max_restarts
