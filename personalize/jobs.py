@@ -6,11 +6,23 @@ changes rows, and enqueues through the workers' Celery app once the transaction 
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
+from functools import partial
+
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from personalize.models import JobEvent, Pair, TrainingJob
+
+log = logging.getLogger(__name__)
+
+# Publishing fails fast instead of retrying: with Redis down, kombu's connection retries held a request
+# ~6 s. A message not sent is not lost, since the job's row is committed and the sweeper re-sends it.
+PUBLISH_CONNECT_TIMEOUT = 1.0
+PUBLISH_TRANSPORT_OPTIONS = {"max_retries": 0, "socket_connect_timeout": 1, "socket_timeout": 2}
 
 
 class NotEnoughPairs(Exception):
@@ -51,11 +63,36 @@ def enqueue(job: TrainingJob) -> None:
     SoftTimeLimitExceeded inside the job, which then fails with a clear message; 60 s later the hard limit
     kills the pool process and the sweeper takes over.
     """
+    TrainingJob.objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
+    transaction.on_commit(partial(publish, job.pk, job.seconds + settings.JOB_TIME_LIMIT_MARGIN))
+
+
+def publish(job_id: int, soft_limit: int) -> None:
+    """Send the job's message within about a second, or leave it to the sweeper (the request goes on).
+
+    Without a result (ignore_result): the job's row is its record, and asking for one made Celery
+    subscribe to the Redis result backend first, retrying 20 times over 20 s while Redis was down.
+    """
+    from workers.celery import app
     from workers.tasks import run_training_job
 
-    TrainingJob.objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
-    soft_limit = job.seconds + settings.JOB_TIME_LIMIT_MARGIN
-    run_training_job.apply_async_on_commit((job.pk,), soft_time_limit=soft_limit, time_limit=soft_limit + 60)
+    try:
+        with app.connection_for_write(
+            connect_timeout=PUBLISH_CONNECT_TIMEOUT, transport_options=PUBLISH_TRANSPORT_OPTIONS
+        ) as connection:
+            run_training_job.apply_async(
+                (job_id,),
+                connection=connection,
+                retry=False,
+                ignore_result=True,
+                soft_time_limit=soft_limit,
+                time_limit=soft_limit + 60,
+            )
+    except OperationalError as exc:
+        log.warning("job %s: the broker did not take its message (%s); the sweeper will send it", job_id, exc)
+        # Due at the sweeper's next pass, not QUEUED_RESEND_SECONDS from now.
+        overdue = timezone.now() - timedelta(seconds=settings.QUEUED_RESEND_SECONDS)
+        TrainingJob.objects.filter(pk=job_id, status=TrainingJob.Status.QUEUED).update(enqueued_at=overdue)
 
 
 def create_job(

@@ -12,6 +12,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import redis
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 from rest_framework.test import APIClient
@@ -455,6 +456,37 @@ def test_job_create_conflict_cancel_and_events(alice, settings):
     kinds = [event["kind"] for event in alice.get(f"/api/v1/jobs/{job['id']}/events").json()]
     assert kinds == ["queued", "cancelled"]
     assert alice.post("/api/v1/jobs", {"seconds": 5}, format="json").status_code == 201
+
+
+@pytest.mark.django_db(transaction=True)  # the message is published when the job's transaction commits
+def test_job_is_created_at_once_while_the_broker_is_down(alice, settings, monkeypatch):
+    """Redis down: the request must not wait on the broker or the result backend; the sweeper sends later."""
+    from celery.backends.redis import RedisBackend
+
+    from personalize.devstack import free_port
+    from tests.conftest import broker
+    from workers import app
+    from workers.training import sweep_stale_jobs
+
+    settings.MIN_PAIRS_FOR_TRAINING = 1
+    add_pairs(alice, 1)
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    with broker(closed), monkeypatch.context() as patched:
+        patched.setattr(type(app), "backend", property(lambda _: RedisBackend(app=app, url=closed)))
+        started = time.perf_counter()
+        response = alice.post("/api/v1/jobs", {"seconds": 5}, format="json")
+        elapsed = time.perf_counter() - started
+    assert response.status_code == 201, response.content
+    assert response.json()["status"] == "queued"
+    assert elapsed < 3, elapsed
+    # The broker is back (this test's Redis): the sweeper's next pass sends the message.
+    job_id = response.json()["id"]
+    queue = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    waiting = queue.llen("training")
+    assert sweep_stale_jobs()["resent"] == [job_id]
+    assert queue.llen("training") == waiting + 1
+    message = json.loads(queue.lpop("training"))  # the newest, ours: not left for another test's worker
+    assert message["headers"]["argsrepr"] == f"({job_id},)"
 
 
 def test_job_input_validation(alice):
