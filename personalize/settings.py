@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "personalize",
 ]
 
@@ -186,6 +187,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "PREPROCESSING_HOOKS": ["personalize.api_urls.drop_trailing_slash_duplicates"],
+    # /api/docs/ loads Swagger UI from this server's static files (drf-spectacular-sidecar, its version
+    # pinned with the package), not from a CDN at whatever version is latest: it works without internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # Throttle counters must be shared by every web process in production: CACHE_URL=redis://host:6379/1

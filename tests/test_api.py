@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -642,6 +643,30 @@ def test_openapi_schema_validates():
     schema = out.getvalue()
     for path in ("/api/v1/pairs", "/api/v1/jobs/{id}/cancel", "/api/v1/predict", "/api/v1/render"):
         assert path in schema
+
+
+def test_api_docs_load_swagger_ui_from_this_server(client, settings, tmp_path):
+    """/api/docs/ works without internet: Swagger UI's files are served by the app, not a CDN."""
+    from django.core.management import call_command
+    from django.test import Client
+
+    page = client.get("/api/docs/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html)
+    urls += re.findall(r"""["']((?:https?:)?//[^"']+)["']""", html)
+    assert urls and not [url for url in urls if "//" in url], urls
+    assets = [url for url in urls if url.startswith("/" + settings.STATIC_URL.lstrip("/"))]
+    assert any(url.endswith("swagger-ui-bundle.js") for url in assets), urls
+
+    # Served as in production: collected into STATIC_ROOT, answered by WhiteNoise.
+    settings.STATIC_ROOT = tmp_path / "static"
+    call_command("collectstatic", "--noinput", verbosity=0)
+    fresh = Client()  # its middleware, WhiteNoise included, reads the new STATIC_ROOT
+    for url in assets:
+        response = fresh.get(url)
+        assert response.status_code == 200, url
+        assert b"".join(response.streaming_content if response.streaming else [response.content])
 
 
 def test_oversized_request_is_refused_before_reading_the_body(alice, settings):
