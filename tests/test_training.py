@@ -271,6 +271,23 @@ def test_a_second_job_is_compared_with_the_active_model_on_its_own_validation_pa
     assert active == (second if m["activated"] else first)
 
 
+def test_a_progress_report_held_back_by_the_rate_limit_is_written_later_not_dropped(editor, settings):
+    from rlcore.agent import Progress
+
+    settings.JOB_HEARTBEAT_SECONDS = 0.2
+    add_pairs(editor, 4)
+    job = take_lease(create_job(editor, seconds=60))
+    reporter = training.JobReporter(job, "test-owner")
+    reporter.heartbeat(force=True)
+    reporter.on_progress(Progress(3, 0.07, 55.8, 0.3, 0.1, 9.5))  # within the rate limit: held back
+    job.refresh_from_db()
+    assert job.step == 0 and job.eta_seconds is None
+    time.sleep(0.25)
+    assert reporter.should_stop() is False
+    job.refresh_from_db()
+    assert (job.step, job.progress, job.eta_seconds, job.val_delta_e) == (3, 0.07, 55.8, 9.5)
+
+
 def test_activation_switches_models_and_the_cache_loads_each_once(editor, settings):
     from personalize import inference
 

@@ -167,6 +167,7 @@ class JobReporter:
         self.last_write = 0.0
         self.last_checkpoint_event = time.monotonic()
         self.cancel = False
+        self.pending = None  # the latest progress report not written yet (at most one write a second)
         self.milestones = [m for m in MILESTONES if m > job.progress]
         self.curve = list(job.curve)
 
@@ -188,7 +189,9 @@ class JobReporter:
 
     def on_progress(self, progress) -> None:
         if time.monotonic() - self.last_write < settings.JOB_HEARTBEAT_SECONDS:
+            self.pending = progress  # written at the next chance (should_stop), not dropped
             return
+        self.pending = None
         val = None if math.isnan(progress.val_delta_e) else round(float(progress.val_delta_e), 4)
         if val is not None and (not self.curve or self.curve[-1][0] != progress.step):
             self.curve.append([int(progress.step), val])
@@ -210,6 +213,8 @@ class JobReporter:
             self.last_checkpoint_event = time.monotonic()
 
     def should_stop(self) -> bool:
+        if self.pending is not None and time.monotonic() - self.last_write >= settings.JOB_HEARTBEAT_SECONDS:
+            self.on_progress(self.pending)
         self.heartbeat()
         return bool(self.cancel)
 
