@@ -516,6 +516,9 @@ def plot(result: dict, path: Path) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="the day-to-day mode: 30 s, one seed, no curves")
+    p.add_argument(
+        "--main-only", action="store_true", help="the full mode's main column only (60 s, 50 pairs, one seed)"
+    )
     p.add_argument("--styles", default="all", help="comma-separated style names or 'all'")
     p.add_argument("--seconds", type=float, help="the main column's fine-tuning budget (default: the mode's)")
     p.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="processes")
@@ -530,6 +533,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="var/bench_quality.json")
     args = p.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.main_only:
+        plan = Plan(**{**asdict(FULL), "pairs_curve": (), "budget_curve": (), "seeds": (0,)})
     if args.seconds:
         plan = Plan(**{**asdict(plan), "seconds": args.seconds})
     config(args.config)  # refuse unknown --config fields before any work

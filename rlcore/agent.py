@@ -830,36 +830,50 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     train_idx, val_idx = train_val_split(len(pairs), cfg.val_fraction, seed)
     # fewer copies per pair when there are many pairs: the pool stays a size a 60 s run can explore
     copies = min(cfg.aug_copies, max(1, cfg.aug_states_max // len(train_idx))) if cfg.aug_copies else 0
-    pool = _augment_pool(pairs, train_idx, copies, cfg.aug_strength, seed, cfg.env_size, cfg.aug_target)
     val = _Val(
         torch.from_numpy(pairs.before[val_idx]),
         torch.from_numpy(pairs.after[val_idx]),
         None if weights is None else torch.from_numpy(weights[val_idx]),
     )
-    actor = copy.deepcopy(base.actor)
-    critic = copy.deepcopy(base.critic)
     val_no_edit = val.delta_e(None)
-    val_base = val.delta_e(actor)
-    if not cfg.use_conv:  # conv output 0 from here on (ReLU(0) has zero gradient: it stays 0)
-        with torch.no_grad():
-            actor.conv[2].weight.zero_()
-            actor.conv[2].bias.zero_()
+    val_base = val.delta_e(base.actor)
+    instant = seconds <= 0 and max_steps is None  # the base's answer for these pairs (a prior: their code)
+    if base.encoder is not None:  # a style prior: its code for these training pairs is the instant model
+        from rlcore.prior import FixedStyleCritic, StyleActor
+
+        z = base.encoder.encode(pairs.before[train_idx], pairs.after[train_idx])
+        actor = StyleActor(copy.deepcopy(base.actor.policy), z)
+        critic = FixedStyleCritic(copy.deepcopy(base.critic.critic), z)
+    else:
+        actor = copy.deepcopy(base.actor)
+        critic = copy.deepcopy(base.critic)
+        if not cfg.use_conv and not instant:  # conv output 0 from here on (ReLU(0) has zero gradient)
+            with torch.no_grad():
+                actor.conv[2].weight.zero_()
+                actor.conv[2].bias.zero_()
+    val_instant = val.delta_e(actor)
     fp = _fingerprint(
         pairs.before,
         pairs.after,
         weights,
         extra=f"{seed}|{face_weight}|{asdict(cfg)}|{base.metadata.get('model_id')}",
     )
-    info = _train(
-        pool, val, actor, critic, cfg, seed, seconds, max_steps,
-        Path(checkpoint_path) if checkpoint_path is not None else None,
-        should_stop, on_progress, fp, t_start,
-    )  # fmt: skip
+    if instant:
+        info = {"steps": 0, "env_steps": 0, "best_step": 0, "stopped_early": False, "curve": [(0, val_instant)],
+                "pool_best_reward_original": None, "train_seconds": time.monotonic() - t_start}  # fmt: skip
+    else:
+        pool = _augment_pool(pairs, train_idx, copies, cfg.aug_strength, seed, cfg.env_size, cfg.aug_target)
+        info = _train(
+            pool, val, actor, critic, cfg, seed, seconds, max_steps,
+            Path(checkpoint_path) if checkpoint_path is not None else None,
+            should_stop, on_progress, fp, t_start,
+        )  # fmt: skip
     val_unscaled = val.delta_e(actor)
     strength, val_personal = calibrate_strength(val, actor)
     metrics = {
         "val_delta_e_no_edit": round(val_no_edit, 4),
         "val_delta_e_base": round(val_base, 4),
+        "val_delta_e_instant": round(val_instant, 4),
         "val_delta_e_personal": round(val_personal, 4),
         "val_delta_e_unscaled": round(val_unscaled, 4),
         "strength": strength,

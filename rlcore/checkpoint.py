@@ -27,7 +27,7 @@ import torch
 from rlcore.agent import CONV_THUMB, N_FEATURES, THUMB, Actor, Critic, _threads, conv_input, features
 
 FORMAT = "rlcore-model"
-FORMAT_VERSION = 1
+READABLE_FORMAT_VERSIONS = (1, 2)  # 1: plain actor-critic; 2: style-conditioned (rlcore.prior)
 FEATURE_VERSION = 1
 BASE_MODEL_PATH = Path(__file__).resolve().parent / "assets" / "base.pt"
 MAX_HEADER_BYTES = 10_000_000
@@ -46,26 +46,46 @@ def _adjustments() -> list[str]:
 
 
 class PersonalModel:
-    """An actor (and optionally its critic) plus self-describing metadata; predicts sliders for photos."""
+    """An actor (and optionally its critic) plus self-describing metadata; predicts sliders for photos.
 
-    def __init__(self, actor: Actor, critic: Critic | None = None, metadata: dict[str, Any] | None = None):
+    Two families: "plain" (rlcore.agent's Actor and Critic, format 1) and "style" (rlcore.prior's policy
+    with a style code, format 2); a style prior also carries the encoder that reads an editor's pairs.
+    """
+
+    def __init__(self, actor, critic=None, metadata: dict[str, Any] | None = None, encoder=None):
+        from rlcore.prior import StyleActor
+
         self.actor = actor.eval()
         self.critic = critic.eval() if critic is not None else None
+        self.encoder = encoder.eval() if encoder is not None else None
         meta = dict(metadata or {})
         meta.setdefault("kind", "personal")
         meta.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
         meta["format"] = FORMAT
-        meta["format_version"] = FORMAT_VERSION
         meta["feature_version"] = FEATURE_VERSION
         meta["adjustments"] = meta.get("adjustments") or _adjustments()
-        meta["arch"] = {
-            "n_features": actor.feat_mean.numel(),
-            "actor_hidden": actor.mlp[0].out_features,
-            "conv_channels": actor.conv[2].out_channels,
-            "critic_hidden": critic.net[0].out_features if critic is not None else None,
-            "thumb": THUMB,
-            "conv_thumb": CONV_THUMB,
-        }
+        if isinstance(actor, StyleActor):
+            meta["format_version"] = 2
+            meta["arch"] = {
+                "family": "style",
+                "n_features": actor.policy.feat_mean.numel(),
+                "style_dim": actor.z.shape[1],
+                "actor_hidden": actor.policy.mlp[0].out_features,
+                "critic_hidden": critic.critic.net[0].out_features if critic is not None else None,
+                "encoder_hidden": encoder.phi[0].out_features if encoder is not None else None,
+                "thumb": THUMB,
+            }
+        else:
+            meta["format_version"] = 1
+            meta["arch"] = {
+                "family": "plain",
+                "n_features": actor.feat_mean.numel(),
+                "actor_hidden": actor.mlp[0].out_features,
+                "conv_channels": actor.conv[2].out_channels,
+                "critic_hidden": critic.net[0].out_features if critic is not None else None,
+                "thumb": THUMB,
+                "conv_thumb": CONV_THUMB,
+            }
         meta["actor_params"] = sum(p.numel() for p in actor.parameters())
         meta["critic_params"] = sum(p.numel() for p in critic.parameters()) if critic is not None else 0
         if not meta.get("model_id"):
@@ -87,6 +107,8 @@ class PersonalModel:
         t = {f"actor.{k}": v.detach().contiguous() for k, v in self.actor.state_dict().items()}
         if self.critic is not None:
             t.update({f"critic.{k}": v.detach().contiguous() for k, v in self.critic.state_dict().items()})
+        if self.encoder is not None:
+            t.update({f"encoder.{k}": v.detach().contiguous() for k, v in self.encoder.state_dict().items()})
         return t
 
     @torch.no_grad()
@@ -183,10 +205,13 @@ def load_model(source: str | Path | bytes | bytearray, *, check_adjustments: boo
     meta = _read_header(data)
     if meta.get("format") != FORMAT:
         raise ModelFormatError(f"{where}: not an rlcore model file (format {meta.get('format')!r})")
-    if meta.get("format_version") != FORMAT_VERSION or meta.get("feature_version") != FEATURE_VERSION:
+    if (
+        meta.get("format_version") not in READABLE_FORMAT_VERSIONS
+        or meta.get("feature_version") != FEATURE_VERSION
+    ):
         raise ModelFormatError(
             f"{where}: model format version {meta.get('format_version')}/{meta.get('feature_version')} "
-            f"is not supported (this rlcore reads {FORMAT_VERSION}/{FEATURE_VERSION}); retrain the model"
+            f"is not supported (this rlcore reads {READABLE_FORMAT_VERSIONS}/{FEATURE_VERSION}); retrain the model"
         )
     if check_adjustments:
         ours = _adjustments()
@@ -199,16 +224,40 @@ def load_model(source: str | Path | bytes | bytearray, *, check_adjustments: boo
     arch = meta.get("arch") or {}
     try:
         tensors = load(data)
-        actor = Actor(int(arch["n_features"]), int(arch["actor_hidden"]), int(arch["conv_channels"]))
-        actor.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("actor.")})
-        critic = None
-        if any(k.startswith("critic.") for k in tensors):
-            critic = Critic(int(arch["n_features"]), int(arch["critic_hidden"]))
-            critic.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("critic.")})
+        actor, critic, encoder = _networks(arch, tensors)
     except Exception as exc:
         raise ModelFormatError(f"{where}: model weights do not match its header ({exc})") from exc
     if int(arch.get("n_features", -1)) != N_FEATURES:
         raise ModelFormatError(
             f"{where}: model uses {arch.get('n_features')} features, this rlcore {N_FEATURES}"
         )
-    return PersonalModel(actor, critic, metadata=meta)
+    return PersonalModel(actor, critic, metadata=meta, encoder=encoder)
+
+
+def _networks(arch: dict, tensors: dict[str, torch.Tensor]):
+    """The networks a model file describes, with its weights: (actor, critic or None, encoder or None)."""
+    from rlcore.prior import FixedStyleCritic, StyleActor, StyleCritic, StyleEncoder, StylePolicy
+
+    def part(prefix: str) -> dict[str, torch.Tensor] | None:
+        found = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+        return found or None
+
+    n = int(arch["n_features"])
+    critic = encoder = None
+    if arch.get("family", "plain") == "plain":
+        actor = Actor(n, int(arch["actor_hidden"]), int(arch["conv_channels"]))
+        actor.load_state_dict(part("actor"))
+        if part("critic"):
+            critic = Critic(n, int(arch["critic_hidden"]))
+            critic.load_state_dict(part("critic"))
+        return actor, critic, encoder
+    d = int(arch["style_dim"])
+    actor = StyleActor(StylePolicy(n, d, int(arch["actor_hidden"])), torch.zeros(1, d))
+    actor.load_state_dict(part("actor"))
+    if part("critic"):
+        critic = FixedStyleCritic(StyleCritic(n, d, int(arch["critic_hidden"])), torch.zeros(1, d))
+        critic.load_state_dict(part("critic"))
+    if part("encoder"):
+        encoder = StyleEncoder(n, int(arch["encoder_hidden"]), d)
+        encoder.load_state_dict(part("encoder"))
+    return actor, critic, encoder

@@ -72,16 +72,12 @@ def _train_and_save(label: str, train, out: str, data, **kwargs) -> int:
 def cmd_train_base(args) -> int:
     from rlcore.agent import train_base
     from rlcore.data import load_images
+    from rlcore.prior import train_prior
 
     images = load_images(args.images)
+    train = train_prior if args.method == "prior" else train_base
     return _train_and_save(
-        "train-base",
-        train_base,
-        args.out,
-        images,
-        seconds=args.seconds,
-        seed=args.seed,
-        source=str(args.images),
+        "train-base", train, args.out, images, seconds=args.seconds, seed=args.seed, source=str(args.images)
     )
 
 
@@ -92,8 +88,8 @@ def cmd_finetune(args) -> int:
 
     if args.face_weight < 0:
         raise CLIError("--face-weight must be >= 0")
-    if args.seconds <= 0:
-        raise CLIError("--seconds must be > 0")
+    if args.seconds < 0:
+        raise CLIError("--seconds must be >= 0 (0: the instant model, no RL)")
     base = load_model(args.base or BASE_MODEL_PATH)
     pairs = load_pairs_dir(args.pairs, face_weight=args.face_weight)
     return _train_and_save(
@@ -196,9 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser(
-        "train-base", help="train a generic base model from a folder of photos (distort-and-recover)"
+        "train-base",
+        help="train the base model from a folder of photos (style prior, or distort-and-recover)",
     )
     s.add_argument("--images", required=True, help="folder of photos (searched recursively)")
+    s.add_argument(
+        "--method",
+        choices=("prior", "plain"),
+        default="plain",
+        help="plain: a distort-and-recover enhancer (default, as shipped); prior: a style prior across "
+        "generated styles (rlcore.prior; not shipped yet, see docs/agent.md)",
+    )
     s.add_argument("--out", required=True, help="model file to write")
     s.add_argument("--seconds", type=float, default=300.0, help="time budget (default 300)")
     s.add_argument("--seed", type=int, default=0)

@@ -184,7 +184,14 @@ def test_train_base_and_module_entry_point(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["bytes"] == out.stat().st_size
-    assert load_model(out).metadata["kind"] == "base"
+    assert load_model(out).metadata["kind"] == "base" and load_model(out).encoder is None
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlcore", "train-base", "--method", "prior", "--images", images, "--out", out,
+         "--seconds", "8"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert load_model(out).metadata["kind"] == "prior" and load_model(out).encoder is not None
     proc = subprocess.run(
         [sys.executable, "-m", "rlcore", "frobnicate"], cwd=ROOT, capture_output=True, text=True
     )

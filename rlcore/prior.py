@@ -1,0 +1,514 @@
+"""The style prior: how editors edit, learned once across thousands of generated styles (CleanRL style).
+
+A personal model trained from scratch on ~40 pairs has to discover from those pairs alone how an editor's
+choices depend on the photo.  The prior learns that once, offline: an encoder reads a set of (before,
+after) pairs and gives a style code z; the actor and the critic take (state, z).  A new editor's pairs
+then only have to say *which* style theirs is (the instant model: encode, act), and RL fine-tuning
+(rlcore.agent.finetune) refines the code and the actor from there.
+
+The same one-step actor-critic as rlcore.agent, across styles:
+
+* a bank of generated styles (rlcore.stylegen), each editing a few camera-like befores cut from photos;
+* every iteration: draw styles; encode a random-sized context of each style's pairs into z; for other
+  pairs of the same styles (the queries), act epsilon-greedily around actor(s, z); run the editor (a black
+  box) and score the reward (dE00 reduction to the style's after); store (pair, context, a, r);
+* critic: regress Q(s, z, a) on the rewards (Q(s, z, 0) = 0); actor and encoder: maximise Q(s, z,
+  actor(s, z)), imitate the best action the editor has confirmed for each pair, and, where the style was
+  realised by the editor's own sliders, regress on those sliders (free supervision);
+* every few iterations: validation dE00 on styles never trained on, with their own context pairs; keep
+  the best.
+
+``PriorModel`` wraps a trained prior as the base model of rlcore.checkpoint: ``actor`` acts with a default
+code (the code of "bring camera errors back", so editors without a personal model get mild corrections),
+``encoder`` encodes an editor's pairs.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlcore.agent import (
+    N_FEATURES,
+    THUMB,
+    FinetuneResult,
+    Progress,
+    _resize_u8,
+    _threads,
+    camera_jitter,
+    edit,
+    features,
+    to_sliders,
+)
+
+__all__ = ["PriorConfig", "StyleEncoder", "StylePolicy", "StyleCritic", "StyleActor", "FixedStyleCritic",
+           "train_prior", "pair_features"]  # fmt: skip
+
+
+VAL_CONTEXT = 10  # pairs a validation style's code is read from; its other photos are the queries
+
+
+@dataclass
+class PriorConfig:
+    # networks
+    style_dim: int = 16
+    encoder_hidden: int = 64
+    actor_hidden: int = 128
+    critic_hidden: int = 256
+    # the bank of generated styles
+    n_styles: int = 2400  # training styles (validation styles come on top)
+    val_styles: int = 96
+    photos_per_style: int = 24
+    env_size: int = 32  # the reward's thumbnail side while training (validation: 64)
+    # one iteration
+    styles_per_batch: int = 32
+    queries_per_style: int = 4  # environment steps per style per iteration
+    context_min: int = 3  # pairs the encoder reads, drawn uniformly per style and iteration
+    context_max: int = 12
+    # exploration: epsilon-greedy with linear decay plus Gaussian noise of a log-uniform scale
+    eps_start: float = 0.5
+    eps_end: float = 0.05
+    eps_decay_fraction: float = 0.7
+    noise_min: float = 0.01
+    noise_max: float = 0.3
+    p_around_best: float = 0.5
+    # replay and updates
+    buffer_size: int = 400_000
+    batch_size: int = 256
+    critic_updates: int = 1
+    lr_critic: float = 1e-3
+    lr_actor: float = 5e-4
+    huber_delta: float = 2.0
+    self_imitation: float = 10.0
+    supervision: float = 2.0  # slider regression where the style's sliders are known
+    # validation
+    val_every: int = 100
+    threads: int = 1
+
+    @classmethod
+    def for_budget(cls, seconds: float) -> PriorConfig:
+        """The default config with a bank of styles that a budget of `seconds` can use (and build fast)."""
+        return cls(
+            n_styles=int(np.clip(seconds, 32, cls.n_styles)),
+            val_styles=int(np.clip(seconds / 25, 8, cls.val_styles)),
+        )
+
+
+# ------------------------------------------------------------------------------------------------------
+# Networks
+# ------------------------------------------------------------------------------------------------------
+
+
+def pair_features(before_feats: torch.Tensor, after_feats: torch.Tensor) -> torch.Tensor:
+    """What the encoder reads of one pair: the before's statistics, the after's, and how they differ."""
+    return torch.cat([before_feats, after_feats, after_feats - before_feats], -1)
+
+
+def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, n_out))  # fmt: skip
+
+
+class StyleEncoder(nn.Module):
+    """A set of (before, after) pair features -> a style code (a Deep Sets mean over the pairs)."""
+
+    def __init__(self, n_features: int = N_FEATURES, hidden: int = 128, style_dim: int = 32):
+        super().__init__()
+        self.register_buffer("pair_mean", torch.zeros(3 * n_features))
+        self.register_buffer("pair_std", torch.ones(3 * n_features))
+        self.phi = _mlp(3 * n_features, hidden, hidden)
+        self.rho = _mlp(hidden, hidden, style_dim)
+
+    def forward(self, pairs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """pairs (B, K, 3F), mask (B, K) of the pairs present -> z (B, style_dim)."""
+        h = self.phi((pairs - self.pair_mean) / self.pair_std)
+        if mask is None:
+            return self.rho(h.mean(1))
+        m = mask.unsqueeze(-1).float()
+        return self.rho((h * m).sum(1) / m.sum(1).clamp_min(1.0))
+
+    @torch.no_grad()
+    def encode(self, before, after) -> torch.Tensor:
+        """One editor's pairs, uint8 (N, H, W, 3) each -> z (1, style_dim)."""
+        return self(pair_features(features(before), features(after)).unsqueeze(0))
+
+
+class StylePolicy(nn.Module):
+    """pi(s, z): state features and a style code -> 12 sliders in [-1, 1]."""
+
+    def __init__(self, n_features: int = N_FEATURES, style_dim: int = 32, hidden: int = 256):
+        super().__init__()
+        self.register_buffer("feat_mean", torch.zeros(n_features))
+        self.register_buffer("feat_std", torch.ones(n_features))
+        self.mlp = _mlp(n_features + style_dim, hidden, 12)
+        with torch.no_grad():  # start near "no edit"
+            self.mlp[-1].weight.mul_(0.1)
+            self.mlp[-1].bias.zero_()
+
+    def forward(
+        self, feats: torch.Tensor, z: torch.Tensor, drop: float = 0.0, noise: float = 0.0
+    ) -> torch.Tensor:
+        f = (feats - self.feat_mean) / self.feat_std
+        if noise > 0:
+            f = f + noise * torch.randn_like(f)
+        x = torch.cat([f, z], 1)
+        if drop > 0:
+            x = F.dropout(x, drop, True)
+            for m in self.mlp:
+                x = m(x)
+                if isinstance(m, nn.ReLU):
+                    x = F.dropout(x, drop, True)
+            return torch.tanh(x)
+        return torch.tanh(self.mlp(x))
+
+
+class StyleCritic(nn.Module):
+    """Q(s, z, a): predicted reward of editing s with a in style z; Q(s, z, 0) = 0 exactly."""
+
+    def __init__(self, n_features: int = N_FEATURES, style_dim: int = 32, hidden: int = 256):
+        super().__init__()
+        self.register_buffer("feat_mean", torch.zeros(n_features))
+        self.register_buffer("feat_std", torch.ones(n_features))
+        self.net = _mlp(n_features + style_dim + 12, hidden, 1)
+
+    def forward(self, feats: torch.Tensor, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        f = torch.cat([(feats - self.feat_mean) / self.feat_std, z], 1)
+        both = torch.cat([torch.cat([f, actions], 1), torch.cat([f, torch.zeros_like(actions)], 1)], 0)
+        q = self.net(both).squeeze(1)
+        return q[: feats.shape[0]] - q[feats.shape[0] :]
+
+
+class StyleActor(nn.Module):
+    """The policy with one style's code: rlcore.agent's actor interface (feats, conv) -> actions.
+
+    The code is a parameter, so RL fine-tuning refines it together with the policy's weights.
+    """
+
+    def __init__(self, policy: StylePolicy, z: torch.Tensor):
+        super().__init__()
+        self.policy = policy
+        self.z = nn.Parameter(z.detach().clone().reshape(1, -1))
+
+    def forward(self, feats, conv_x=None, drop: float = 0.0, noise: float = 0.0) -> torch.Tensor:
+        return self.policy(feats, self.z.expand(feats.shape[0], -1), drop, noise)
+
+
+class FixedStyleCritic(nn.Module):
+    """The critic with one style's code fixed: rlcore.agent's critic interface (feats, actions) -> Q."""
+
+    def __init__(self, critic: StyleCritic, z: torch.Tensor):
+        super().__init__()
+        self.critic = critic
+        self.register_buffer("z", z.detach().clone().reshape(1, -1))
+
+    def forward(self, feats, actions) -> torch.Tensor:
+        return self.critic(feats, self.z.expand(feats.shape[0], -1), actions)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The bank of generated styles
+# ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Bank:
+    """S styles x P photos: befores, afters, their features, and the reward's precomputed parts."""
+
+    before: torch.Tensor  # uint8 (S, P, 64, 64, 3)
+    after: torch.Tensor
+    sliders: torch.Tensor  # float (S, P, 12): the style's own sliders / 100, NaN where unknown
+    env_size: int
+
+    def __post_init__(self):
+        from rlcore import reward
+
+        s, p = self.before.shape[:2]
+        flat_b = self.before.reshape(s * p, THUMB, THUMB, 3)
+        flat_a = self.after.reshape(s * p, THUMB, THUMB, 3)
+        self.feats_before = _chunked(features, flat_b).reshape(s, p, -1)
+        self.feats_after = _chunked(features, flat_a).reshape(s, p, -1)
+        self.pairs = pair_features(self.feats_before, self.feats_after)
+        self.before_env = _resize_u8(flat_b, self.env_size).reshape(s, p, self.env_size, self.env_size, 3)
+        target_env = _resize_u8(flat_a, self.env_size)
+        self.target_lab_env = _chunked(reward.srgb_to_lab, target_env).reshape(
+            s, p, self.env_size, self.env_size, 3
+        )
+        baseline = _chunked(
+            lambda i: reward.mean_delta_e(
+                self.before_env.reshape(-1, self.env_size, self.env_size, 3)[i],
+                self.target_lab_env.reshape(-1, self.env_size, self.env_size, 3)[i],
+            ),
+            torch.arange(s * p),
+        )
+        self.baseline = baseline.reshape(s, p)
+        self.has_sliders = ~torch.isnan(self.sliders[..., 0])
+
+    @property
+    def n_styles(self) -> int:
+        return self.before.shape[0]
+
+    @property
+    def n_photos(self) -> int:
+        return self.before.shape[1]
+
+    def step(self, si: torch.Tensor, pi: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Rewards of editing pairs (si, pi) with actions: the editor runs, the reward scores."""
+        from rlcore import reward
+
+        edited = edit(self.before_env[si, pi], actions)
+        return (self.baseline[si, pi] - reward.mean_delta_e(edited, self.target_lab_env[si, pi])).float()
+
+
+def _chunked(fn, x: torch.Tensor, size: int = 4096) -> torch.Tensor:
+    return torch.cat([fn(x[i : i + size]) for i in range(0, len(x), size)])
+
+
+def make_bank(
+    photos: list[np.ndarray], n_styles: int, photos_per_style: int, seed: int, env_size: int
+) -> _Bank:
+    """Generated styles applied to camera-like befores cut from photos (crops differ per style)."""
+    from rlcore import stylegen
+    from rlcore.data import random_crops
+
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    n = n_styles * photos_per_style
+    crops = torch.from_numpy(random_crops(photos, n, rng, size=THUMB))
+    befores = _chunked(lambda x: camera_jitter(x, gen, 1.0), crops)
+    styles = stylegen.random_styles(n_styles, gen)
+    which = torch.arange(n_styles).repeat_interleave(photos_per_style)
+    afters, sliders = [], []
+    for i in range(0, n, 4096):
+        a, s = stylegen.apply(styles, which[i : i + 4096], befores[i : i + 4096])
+        afters.append(a)
+        sliders.append(s)
+    shape = (n_styles, photos_per_style)
+    return _Bank(
+        befores.reshape(*shape, THUMB, THUMB, 3),
+        torch.cat(afters).reshape(*shape, THUMB, THUMB, 3),
+        torch.cat(sliders).reshape(*shape, 12) / 100.0,
+        env_size,
+    )
+
+
+def default_code_pairs(photos: list[np.ndarray], n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs of the 'no style' editor, who only undoes the camera's errors: (jittered crop, crop).
+
+    Their code is the prior's default: what an editor without a personal model gets.
+    """
+    from rlcore.data import random_crops
+
+    rng = np.random.default_rng(seed + 99)
+    gen = torch.Generator().manual_seed(seed + 99)
+    target = torch.from_numpy(random_crops(photos, n, rng, size=THUMB))
+    return camera_jitter(target, gen, 1.0), target
+
+
+# ------------------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------------------
+
+
+def _context(bank: _Bank, styles: torch.Tensor, cfg: PriorConfig, gen: torch.Generator, leave_out=None):
+    """A random-sized set of each style's pairs for the encoder: (pair features (B, K, 3F), mask (B, K)).
+
+    leave_out (B,): a photo of each style kept out of its context (the query being learned from), so
+    that the code never carries the answer itself, as with an editor's new photos.
+    """
+    b, k = len(styles), cfg.context_max
+    order = torch.rand(b, bank.n_photos, generator=gen).argsort(1)[:, : k + 1]
+    if leave_out is not None:  # drop the left-out photo, else the last drawn one: K photos remain
+        drop = (order == leave_out.unsqueeze(1)).float()
+        drop[:, -1] += 1 - drop.sum(1)
+        order = order[drop == 0].reshape(b, k)
+    else:
+        order = order[:, :k]
+    sizes = torch.randint(cfg.context_min, cfg.context_max + 1, (b, 1), generator=gen)
+    mask = torch.arange(k).unsqueeze(0) < sizes
+    return bank.pairs[styles.unsqueeze(1), order], mask
+
+
+@torch.no_grad()
+def _validate(bank: _Bank, encoder: StyleEncoder, policy: StylePolicy, context: int = VAL_CONTEXT) -> float:
+    """Mean dE00 (at 64x64) of the actor's edits of each validation style's other photos, code from `context`."""
+    from rlcore import reward
+
+    z = encoder(bank.pairs[:, :context])
+    q = bank.n_photos - context
+    f = bank.feats_before[:, context:].reshape(-1, bank.feats_before.shape[-1])
+    a = policy(f, z.repeat_interleave(q, 0))
+    before = bank.before[:, context:].reshape(-1, THUMB, THUMB, 3)
+    target = bank.after[:, context:].reshape(-1, THUMB, THUMB, 3)
+    return float(reward.mean_delta_e(edit(before, a), reward.srgb_to_lab(target)).mean())
+
+
+def train_prior(
+    images: list[np.ndarray],
+    seconds: float = 3600.0,
+    seed: int = 0,
+    *,
+    max_steps: int | None = None,
+    config: PriorConfig | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    source: str = "",
+):
+    """Learns the style prior from photos and generated styles; returns a FinetuneResult (kind 'prior')."""
+    cfg = copy.deepcopy(config or PriorConfig.for_budget(seconds if max_steps is None else 3600.0))
+    with _threads(cfg.threads):
+        return _train_prior(images, seconds, seed, max_steps, cfg, on_progress, source, time.monotonic())
+
+
+def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress, source, t_start):
+    from rlcore.checkpoint import PersonalModel
+
+    if not (cfg.context_min <= cfg.context_max < cfg.photos_per_style and VAL_CONTEXT < cfg.photos_per_style):
+        raise ValueError(f"need context_min <= context_max < photos_per_style, and {VAL_CONTEXT} < photos_per_style")
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    train = make_bank(images, cfg.n_styles, cfg.photos_per_style, seed, cfg.env_size)
+    val = make_bank(images, cfg.val_styles, cfg.photos_per_style, seed + 7, cfg.env_size)
+    encoder = StyleEncoder(N_FEATURES, cfg.encoder_hidden, cfg.style_dim)
+    policy = StylePolicy(N_FEATURES, cfg.style_dim, cfg.actor_hidden)
+    critic = StyleCritic(N_FEATURES, cfg.style_dim, cfg.critic_hidden)
+    flat = train.feats_before.reshape(-1, N_FEATURES)
+    mean, std = flat.mean(0), flat.std(0).clamp_min(1e-3)
+    for m in (policy, critic):
+        m.feat_mean.copy_(mean)
+        m.feat_std.copy_(std)
+    pflat = train.pairs.reshape(-1, train.pairs.shape[-1])
+    encoder.pair_mean.copy_(pflat.mean(0))
+    encoder.pair_std.copy_(pflat.std(0).clamp_min(1e-3))
+    opt_a = torch.optim.Adam([*policy.parameters(), *encoder.parameters()], lr=cfg.lr_actor)
+    opt_c = torch.optim.Adam(critic.parameters(), lr=cfg.lr_critic)
+
+    # replay: (style, photo, action, reward); the context is drawn afresh at every update
+    cap = cfg.buffer_size
+    buf_s = torch.zeros(cap, dtype=torch.long)
+    buf_p = torch.zeros(cap, dtype=torch.long)
+    buf_a = torch.zeros(cap, 12)
+    buf_r = torch.zeros(cap)
+    best_a = torch.zeros(train.n_styles, train.n_photos, 12)
+    best_r = torch.zeros(train.n_styles, train.n_photos)
+    ptr = size = step = 0
+    val_no_edit = float(val.baseline.mean())  # at env size; the curve below is at 64x64
+    best_val = _validate(val, encoder, policy)
+    best_state = copy.deepcopy((encoder.state_dict(), policy.state_dict(), critic.state_dict()))
+    best_step, curve = 0, [(0, best_val)]
+    last_reward = float("nan")
+    run_start = time.monotonic()
+
+    def fraction() -> float:
+        if max_steps is not None:
+            return min(1.0, step / max(1, max_steps))
+        return min(1.0, (time.monotonic() - t_start) / max(1e-6, seconds))
+
+    last_progress = 0.0
+    while fraction() < 1.0:
+        frac = fraction()
+        # 1-2. styles, their codes, query pairs and epsilon-greedy actions around actor(s, z)
+        eps = cfg.eps_end + (cfg.eps_start - cfg.eps_end) * max(0.0, 1.0 - frac / cfg.eps_decay_fraction)
+        styles = torch.randint(train.n_styles, (cfg.styles_per_batch,), generator=gen)
+        si = styles.repeat_interleave(cfg.queries_per_style)
+        pi = torch.randint(train.n_photos, (len(si),), generator=gen)
+        with torch.no_grad():
+            ctx, mask = _context(train, styles, cfg, gen)
+            z = encoder(ctx, mask).repeat_interleave(cfg.queries_per_style, 0)
+            a = policy(train.feats_before[si, pi], z)
+        n = len(si)
+        around_best = (torch.rand(n, 1, generator=gen) < cfg.p_around_best) & (best_r[si, pi] > 0).unsqueeze(
+            1
+        )
+        a = torch.where(around_best, best_a[si, pi], a)
+        sigma = cfg.noise_min * (cfg.noise_max / cfg.noise_min) ** torch.rand(n, 1, generator=gen)
+        a = a + sigma * torch.randn(n, 12, generator=gen)
+        a = torch.where(torch.rand(n, 1, generator=gen) < eps, torch.rand(n, 12, generator=gen) * 2 - 1, a)
+        a = to_sliders(a) / 100.0
+
+        # 3. the editor (black box) and the reward, into the replay buffer
+        r = train.step(si, pi, a)
+        last_reward = float(r.mean())
+        pos = (torch.arange(n) + ptr) % cap
+        buf_s[pos], buf_p[pos], buf_a[pos], buf_r[pos] = si, pi, a, r
+        better = r > best_r[si, pi]
+        best_a[si[better], pi[better]], best_r[si[better], pi[better]] = a[better], r[better]
+        ptr, size = (ptr + n) % cap, min(cap, size + n)
+
+        # 4. critic: Q(s, z, a) on observed rewards (codes from fresh contexts, not trained through Q)
+        for _ in range(cfg.critic_updates):
+            j = torch.randint(size, (cfg.batch_size,), generator=gen)
+            with torch.no_grad():
+                ctx, mask = _context(train, buf_s[j], cfg, gen, buf_p[j])
+                zj = encoder(ctx, mask)
+            q = critic(train.feats_before[buf_s[j], buf_p[j]], zj, buf_a[j])
+            loss_c = F.huber_loss(q, buf_r[j], delta=cfg.huber_delta)
+            opt_c.zero_grad(set_to_none=True)
+            loss_c.backward()
+            opt_c.step()
+
+        # 5. actor and encoder: maximise Q, imitate the best confirmed action, regress known sliders
+        j = torch.randint(size, (cfg.batch_size,), generator=gen)
+        sj, pj = buf_s[j], buf_p[j]
+        ctx, mask = _context(train, sj, cfg, gen, pj)
+        zj = encoder(ctx, mask)
+        f = train.feats_before[sj, pj]
+        act = policy(f, zj)
+        q = critic(f, zj, act)
+        imitate = ((act - best_a[sj, pj]) ** 2).sum(1) * (best_r[sj, pj] > 0)
+        known = train.has_sliders[sj, pj]
+        supervised = ((act - torch.nan_to_num(train.sliders[sj, pj])) ** 2).sum(1) * known
+        loss_a = -q.mean() + cfg.self_imitation * imitate.mean() + cfg.supervision * supervised.mean()
+        opt_a.zero_grad(set_to_none=True)
+        loss_a.backward()
+        opt_a.step()
+        step += 1
+
+        # 6. validation on unseen styles; keep the best
+        if step % cfg.val_every == 0:
+            v = _validate(val, encoder, policy)
+            curve.append((step, v))
+            if v < best_val:
+                best_val, best_step = v, step
+                best_state = copy.deepcopy((encoder.state_dict(), policy.state_dict(), critic.state_dict()))
+        if max_steps is not None and step >= max_steps:
+            break
+        if on_progress is not None and time.monotonic() - last_progress >= 0.5:
+            last_progress = time.monotonic()
+            f_ = fraction()
+            eta = (time.monotonic() - t_start) * (1 - f_) / f_ if f_ > 0 else float("nan")
+            on_progress(Progress(step, f_, eta, eps, last_reward, curve[-1][1]))
+
+    encoder.load_state_dict(best_state[0])
+    policy.load_state_dict(best_state[1])
+    critic.load_state_dict(best_state[2])
+    before, after = default_code_pairs(images, 256, seed)
+    z0 = encoder.encode(before, after)
+    if on_progress is not None:
+        on_progress(Progress(step, 1.0, 0.0, cfg.eps_end, last_reward, best_val))
+    metrics = {
+        "val_delta_e_no_edit_env": round(val_no_edit, 4),
+        "val_delta_e_prior": round(best_val, 4),
+        "val_styles": cfg.val_styles,
+        "train_styles": cfg.n_styles,
+        "photos_per_style": cfg.photos_per_style,
+        "steps": step,
+        "env_steps": step * cfg.styles_per_batch * cfg.queries_per_style,
+        "best_step": best_step,
+        "photos": len(images),
+        "seconds": round(time.monotonic() - t_start, 2),
+        "train_seconds": round(time.monotonic() - run_start, 2),
+        "seed": seed,
+    }
+    model = PersonalModel(
+        StyleActor(policy, z0),
+        FixedStyleCritic(critic, z0),
+        metadata={"kind": "prior", "metrics": metrics, "config": asdict(cfg), "source": source},
+        encoder=encoder,
+    )
+    return FinetuneResult(model=model, metrics=metrics, curve=curve)

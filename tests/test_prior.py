@@ -1,0 +1,92 @@
+"""The style prior: encoder, style-conditioned actor and critic, model files, instant and fine-tuned models.
+
+Fast by design: untrained (random) priors on generated pairs; the benchmark (bench/bench_quality.py)
+measures what a trained prior is worth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rlcore.agent import Config, features, finetune
+from rlcore.checkpoint import PersonalModel, load_model, model_bytes
+from rlcore.prior import (
+    FixedStyleCritic,
+    PriorConfig,
+    StyleActor,
+    StyleCritic,
+    StyleEncoder,
+    StylePolicy,
+    pair_features,
+    train_prior,
+)
+from tests.test_agent import FAST, exposure_pairs, scenes
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def random_prior(seed: int = 0, style_dim: int = 8) -> PersonalModel:
+    torch.manual_seed(seed)
+    encoder = StyleEncoder(style_dim=style_dim, hidden=32)
+    z0 = torch.zeros(1, style_dim)
+    actor = StyleActor(StylePolicy(style_dim=style_dim, hidden=32), z0)
+    critic = FixedStyleCritic(StyleCritic(style_dim=style_dim, hidden=32), z0)
+    return PersonalModel(actor, critic, metadata={"kind": "prior"}, encoder=encoder)
+
+
+def test_the_encoder_reads_a_set_order_free_and_ignores_masked_pairs():
+    enc = StyleEncoder(style_dim=8, hidden=32)
+    b, a = scenes(6, 1), scenes(6, 2)
+    pf = pair_features(features(b), features(a)).unsqueeze(0)
+    z = enc(pf)
+    assert z.shape == (1, 8)
+    assert torch.allclose(enc(pf[:, torch.randperm(6)]), z, atol=1e-5)
+    padded = torch.cat([pf, torch.randn(1, 3, pf.shape[-1]) * 50], 1)
+    mask = torch.arange(9).unsqueeze(0) < 6
+    assert torch.allclose(enc(padded, mask), z, atol=1e-5)
+    assert torch.allclose(enc.encode(b, a), z, atol=1e-5)
+
+
+def test_a_style_model_file_round_trips_with_its_encoder_and_plain_files_still_load():
+    prior = random_prior()
+    loaded = load_model(model_bytes(prior))
+    assert loaded.metadata["format_version"] == 2 and loaded.metadata["arch"]["family"] == "style"
+    assert loaded.encoder is not None
+    x = scenes(4, 3)
+    assert torch.equal(loaded.predict_actions(x), prior.predict_actions(x))
+    b, a = scenes(5, 4), scenes(5, 5)
+    assert torch.equal(loaded.encoder.encode(b, a), prior.encoder.encode(b, a))
+    assert load_model(model_bytes(PersonalModel(loaded.actor, None))).encoder is None
+
+
+def test_seconds_zero_gives_the_instant_model_and_training_never_ends_worse_than_it():
+    pairs = exposure_pairs(16, seed=3)
+    prior = random_prior()
+    instant = finetune(pairs, base=prior, seconds=0, seed=0, config=Config(**FAST))
+    m = instant.metrics
+    assert m["steps"] == 0 and m["val_delta_e_personal"] <= m["val_delta_e_no_edit"]
+    z = prior.encoder.encode(pairs.before[sorted(set(range(16)) - set(instant.val_idx))],
+                             pairs.after[sorted(set(range(16)) - set(instant.val_idx))])  # fmt: skip
+    assert torch.allclose(instant.model.actor.z, z, atol=1e-6), "the instant code is the training pairs' code"
+    tuned = finetune(pairs, base=prior, seed=0, max_steps=80, config=Config(**FAST))
+    t = tuned.metrics
+    assert t["val_delta_e_personal"] <= min(t["val_delta_e_instant"], t["val_delta_e_no_edit"]) + 1e-6
+    assert t["val_delta_e_personal"] < t["val_delta_e_no_edit"] - 1.0, "RL learns the exposure edit"
+    assert not torch.allclose(tuned.model.actor.z, instant.model.actor.z), "RL refines the code too"
+    assert tuned.model.encoder is None and load_model(model_bytes(tuned.model)).metadata["kind"] == "personal"
+
+
+def test_train_prior_keeps_its_best_validated_snapshot_and_is_deterministic():
+    photos = [np.asarray(scenes(1, s)[0]) for s in range(6)]
+    cfg = PriorConfig(n_styles=48, val_styles=8, photos_per_style=14, styles_per_batch=8, val_every=10,
+                      context_max=8, actor_hidden=32, critic_hidden=32, encoder_hidden=16, style_dim=4)  # fmt: skip
+    res = train_prior(photos, seed=0, max_steps=60, config=cfg)
+    assert [s for s, _ in res.curve] == list(range(0, 61, 10))
+    best = min(v for _, v in res.curve)
+    assert res.metrics["val_delta_e_prior"] == pytest.approx(best, abs=1e-4)
+    model = load_model(model_bytes(res.model))
+    assert model.metadata["kind"] == "prior" and model.encoder is not None
+    again = train_prior(photos, seed=0, max_steps=60, config=cfg)
+    assert again.curve == res.curve, "deterministic for a seed with max_steps"
