@@ -28,6 +28,7 @@ is written in each entry (not drawn from a hash) so that it never moves when the
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 from collections import Counter
 from dataclasses import dataclass
@@ -184,8 +185,27 @@ def _python_sample(name: str) -> np.ndarray:
     return sample_photo(name)
 
 
+def export(role: str, folder: Path, max_side: int = 1024) -> list[Path]:
+    """Writes the photos of a role as PNG files into folder (e.g. for ``python -m rlcore train-base``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, img in load(role, max_side):
+        path = folder / f"{name}.png"
+        Image.fromarray(img).save(path)
+        paths.append(path)
+    return paths
+
+
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="fetch the benchmark's photos; list them or export a role")
+    parser.add_argument("--export", nargs=2, metavar=("ROLE", "FOLDER"), help="write a role's photos as PNG")
+    args = parser.parse_args()
     fetch()
+    if args.export:
+        written = export(args.export[0], Path(args.export[1]))
+        print(f"wrote {len(written)} photos of role {args.export[0]} to {args.export[1]}")
+        raise SystemExit(0)
     by_source = Counter((p.role, p.package) for p in PHOTOS)
     for role, count in summary().items():
         sources = ", ".join(f"{pkg}: {n}" for (r, pkg), n in sorted(by_source.items()) if r == role)
