@@ -922,6 +922,9 @@ def validation_delta_e(model: PersonalModel, pairs: PairSet, idx: list[int] | np
     )
 
 
+BASE_P_UNTOUCHED = 0.25  # share of the base's training photos given undistorted (target = before)
+
+
 def distort(target: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Distort-and-recover: random editor adjustments and camera-like jitter of uint8 (N, 64, 64, 3)."""
     n = target.shape[0]
@@ -982,6 +985,10 @@ def _train_base(images, seconds, seed, n_train, n_val, max_steps, cfg, checkpoin
     gen = torch.Generator().manual_seed(seed + 1)
     target = torch.from_numpy(crops)
     before = distort(target, gen)
+    # Some photos come well exposed and balanced: their target is themselves, so the base learns to
+    # leave such photos alone instead of "recovering" from a distortion that is not there.
+    untouched = torch.rand(len(target), generator=gen) < BASE_P_UNTOUCHED
+    before[untouched] = target[untouched]
     pool = _Pool(
         before[:n_train],
         torch.arange(n_train),
@@ -1005,9 +1012,13 @@ def _train_base(images, seconds, seed, n_train, n_val, max_steps, cfg, checkpoin
         Path(checkpoint_path) if checkpoint_path is not None else None,
         should_stop, on_progress, fp, t_start,
     )  # fmt: skip
+    strength, val_base = calibrate_strength(val, actor)
     metrics = {
         "val_delta_e_no_edit": round(val_no_edit, 4),
-        "val_delta_e_base": round(val.delta_e(actor), 4),
+        "val_delta_e_base": round(val_base, 4),
+        "val_delta_e_unscaled": round(val.delta_e(actor), 4),
+        "strength": strength,
+        "untouched_share": BASE_P_UNTOUCHED,
         "steps": info["steps"],
         "env_steps": info["env_steps"],
         "best_step": info["best_step"],
@@ -1020,6 +1031,12 @@ def _train_base(images, seconds, seed, n_train, n_val, max_steps, cfg, checkpoin
     model = PersonalModel(
         actor,
         critic,
-        metadata={"kind": "base", "metrics": metrics, "config": asdict(cfg), "source": source},
+        metadata={
+            "kind": "base",
+            "metrics": metrics,
+            "config": asdict(cfg),
+            "source": source,
+            "strength": strength,
+        },
     )
     return FinetuneResult(model=model, metrics=metrics, curve=info["curve"])
