@@ -105,7 +105,7 @@ def create_job(
         with transaction.atomic():
             job = TrainingJob.objects.create(
                 owner=owner,
-                seconds=seconds or settings.TRAINING_DEFAULT_SECONDS,
+                seconds=settings.TRAINING_DEFAULT_SECONDS if seconds is None else seconds,
                 face_weight=face_weight,
                 seed=seed,
                 tag=tag,

@@ -66,7 +66,12 @@ class BulkResultSerializer(serializers.Serializer):
 
 
 class JobCreateSerializer(serializers.Serializer):
-    seconds = serializers.IntegerField(required=False, min_value=1, help_text="training budget in seconds")
+    seconds = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        help_text="training budget in seconds; 0 = the instant model (the base model's answer for these pairs, "
+        "calibrated on them, no RL): done in seconds",
+    )
     face_weight = serializers.FloatField(required=False, default=0.0, min_value=0.0, max_value=10.0)
     seed = serializers.IntegerField(required=False, default=0, min_value=0, max_value=2**31 - 1)
     tag = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)

@@ -288,6 +288,18 @@ def test_a_progress_report_held_back_by_the_rate_limit_is_written_later_not_drop
     assert (job.step, job.progress, job.eta_seconds, job.val_delta_e) == (3, 0.07, 55.8, 9.5)
 
 
+def test_a_job_of_zero_seconds_publishes_the_instant_model_at_once(editor):
+    add_pairs(editor, 6)
+    job = create_job(editor, seconds=0)
+    assert job.seconds == 0
+    started = time.monotonic()
+    assert training.run_job(job.pk) == "succeeded"
+    assert time.monotonic() - started < 15
+    job.refresh_from_db()
+    m = job.model.metrics
+    assert m["steps"] == 0 and m["val_delta_e_personal"] <= m["val_delta_e_no_edit"]
+
+
 def test_activation_switches_models_and_the_cache_loads_each_once(editor, settings):
     from personalize import inference
 
