@@ -84,10 +84,11 @@ class PriorConfig:
     batch_size: int = 256
     critic_updates: int = 1
     lr_critic: float = 1e-3
-    lr_actor: float = 5e-4
+    lr_actor: float = 3e-4
     huber_delta: float = 2.0
     self_imitation: float = 10.0
     supervision: float = 2.0  # slider regression where the style's sliders are known
+    max_grad_norm: float = 1.0
     # validation
     val_every: int = 100
     threads: int = 1
@@ -466,6 +467,8 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
         loss_a = -q.mean() + cfg.self_imitation * imitate.mean() + cfg.supervision * supervised.mean()
         opt_a.zero_grad(set_to_none=True)
         loss_a.backward()
+        # a critic still wrong about some style must not throw the shared policy far in one step
+        nn.utils.clip_grad_norm_([*policy.parameters(), *encoder.parameters()], cfg.max_grad_norm)
         opt_a.step()
         step += 1
 
