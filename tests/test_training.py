@@ -300,6 +300,27 @@ def test_a_job_of_zero_seconds_publishes_the_instant_model_at_once(editor):
     assert m["steps"] == 0 and m["val_delta_e_personal"] <= m["val_delta_e_no_edit"]
 
 
+def test_retrain_outdated_queues_editors_whose_model_predates_the_base(editor):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    other, _ = create_or_get_editor("otto", password="otto-password-123")
+    for user in (editor, other):
+        add_pairs(user, 4)
+        publish_fake_model(create_job(user, seconds=3))  # made from the current base
+    PersonalModel.objects.filter(owner=other).update(base_version="base-older")
+    out = StringIO()
+    call_command("retrain_outdated", "--seconds", "7", stdout=out)
+    queued = TrainingJob.objects.filter(status=Status.QUEUED)
+    assert [(j.owner.username, j.seconds) for j in queued] == [("otto", 7)]
+    assert "1 queued, 0 skipped" in out.getvalue()
+    call_command("retrain_outdated", stdout=(again := StringIO()))
+    assert (
+        "skipped otto" in again.getvalue() and TrainingJob.objects.filter(status=Status.QUEUED).count() == 1
+    )
+
+
 def test_activation_switches_models_and_the_cache_loads_each_once(editor, settings):
     from personalize import inference
 
