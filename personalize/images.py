@@ -35,6 +35,12 @@ class UploadedPhoto:
     format: str
     width: int  # after EXIF orientation
     height: int
+    filename: str = ""  # as uploaded (or the zip entry's name), for messages
+
+    @property
+    def label(self) -> str:
+        """ "after 'IMG_1.jpg'", or 'after' when the file had no name."""
+        return f"{self.field} '{self.filename}'" if self.filename else self.field
 
     @property
     def extension(self) -> str:
@@ -75,10 +81,10 @@ def read_upload(field: str, uploaded) -> UploadedPhoto:
         raise UploadError(field, "the file is empty")
     if len(data) > settings.MAX_UPLOAD_BYTES:
         raise UploadError(field, f"the file is larger than the limit of {settings.MAX_UPLOAD_BYTES} bytes")
-    return inspect_bytes(field, data)
+    return inspect_bytes(field, data, filename=getattr(uploaded, "name", "") or "")
 
 
-def inspect_bytes(field: str, data: bytes) -> UploadedPhoto:
+def inspect_bytes(field: str, data: bytes, filename: str = "") -> UploadedPhoto:
     try:
         with Image.open(io.BytesIO(data)) as image:
             image_format = image.format
@@ -104,7 +110,14 @@ def inspect_bytes(field: str, data: bytes) -> UploadedPhoto:
         raise UploadError(field, "not a readable image (expected JPEG, PNG, TIFF or WebP)") from exc
     if orientation in _TRANSPOSING_ORIENTATIONS:
         width, height = height, width
-    return UploadedPhoto(field=field, data=data, format=image_format, width=width, height=height)
+    return UploadedPhoto(
+        field=field,
+        data=data,
+        format=image_format,
+        width=width,
+        height=height,
+        filename=filename.split("/")[-1],
+    )
 
 
 def _header_orientation(image: Image.Image) -> int:
@@ -124,16 +137,6 @@ def check_min_size(photo: UploadedPhoto) -> None:
         raise UploadError(
             photo.field,
             f"the image is {photo.width}x{photo.height}; its shorter side must be at least {MIN_PAIR_SIDE} pixels",
-        )
-
-
-def check_same_aspect(before: UploadedPhoto, after: UploadedPhoto, tolerance: float = 0.01) -> None:
-    """Exports are often smaller than originals, but never cropped differently: aspect within 1%."""
-    if abs(before.aspect / after.aspect - 1.0) > tolerance:
-        raise UploadError(
-            "after",
-            f"aspect ratio {after.width}x{after.height} does not match the before photo's "
-            f"{before.width}x{before.height} (more than {tolerance:.0%} apart)",
         )
 
 

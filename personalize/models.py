@@ -56,6 +56,9 @@ class Pair(models.Model):
     before_height = models.PositiveIntegerField()
     after_width = models.PositiveIntegerField()
     after_height = models.PositiveIntegerField()
+    # Where the after's frame sits in the before (rlcore.align.Alignment.to_json(), full-size pixels): the
+    # thumbnails were cut accordingly. Empty for pairs stored before alignment existed: the identity.
+    alignment = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -2,6 +2,11 @@
 
 Thumbnails and the face/priority mask the trainer needs are computed here, once, at upload, so that a
 training job reads three small PNGs per pair and never decodes a full photo or runs face detection.
+
+Every upload (one pair, a bulk zip, the editor's CLI through the API) goes through ``prepare_pair``,
+which finds the after's frame in the before (rlcore.align: crop, straightening, export size) and refuses a
+pair whose after is not the same photo. The before's thumbnail and the mask are then cut from the region
+the after shows, turned into its frame, so that every pixel the reward compares shows the same place.
 """
 
 from __future__ import annotations
@@ -26,15 +31,15 @@ from personalize.images import (
     UploadedPhoto,
     UploadError,
     check_min_size,
-    check_same_aspect,
     decode_mask,
     inspect_bytes,
     png_bytes,
     read_upload,
 )
 from personalize.models import Pair, PairTag
+from rlcore.align import Alignment, NotAligned, align, warp_before
 from rlcore.faces import detect_faces, face_weights
-from rlcore.imageio import thumbnail
+from rlcore.imageio import THUMB_SIZE, thumbnail
 
 # Photos are decoded at most this large for thumbnails and face detection (JPEGs in draft mode).
 ANALYSIS_SIDE = 1024
@@ -75,40 +80,75 @@ class PreparedPair:
     faces: int
     mask_data: bytes | None = None
     tags: list[str] = field(default_factory=list)
+    alignment: dict = field(default_factory=dict)  # Alignment.to_json() at the photos' full sizes
+
+
+def align_photos(
+    before: UploadedPhoto, after: UploadedPhoto, before_image: np.ndarray, after_image: np.ndarray
+) -> Alignment:
+    """Where the after's frame sits in the before, at the photos' full sizes; UploadError when nowhere.
+
+    The decoded images may be smaller than the files (draft-mode decoding); the transform found between
+    them is scaled to the files' sizes, which is what is stored and shown.
+    """
+    try:
+        found = align(before_image, after_image)
+    except NotAligned as exc:
+        photo = after if exc.side == "after" else before
+        other = before if photo is after else after
+        reason = exc.reason
+        if photo.filename or other.filename:
+            # Name the files, as the editor knows them: which one of which pair.
+            reason = reason.replace(f"the {photo.field}", f"the {photo.label}", 1)
+            reason = reason.replace(f"the {other.field}", f"the {other.label}", 1)
+        raise UploadError(photo.field, reason) from exc
+    return found.resized((before.width, before.height), (after.width, after.height))
 
 
 def prepare_pair(before: UploadedPhoto, after: UploadedPhoto, mask_upload=None) -> PreparedPair:
     check_min_size(before)
     check_min_size(after)
-    check_same_aspect(before, after)
     before_image = before.decode(max_side=ANALYSIS_SIDE)
     after_image = after.decode(max_side=ANALYSIS_SIDE)
-    before_thumb = thumbnail(before_image)
-    size = before_thumb.shape[1::-1]
+    alignment = align_photos(before, after, before_image, after_image)
+    # The before's region the after shows, in the after's frame, at the decoded before's resolution.
+    region = warp_before(before_image, alignment)
+    size = (THUMB_SIZE, THUMB_SIZE)
     mask_data = None
     faces = 0
     if mask_upload is not None:
-        mask, mask_data = decode_mask("mask", mask_upload, size)
+        # A client's mask is drawn over the before photo: it is cut and turned like the before.
+        full_mask, mask_data = decode_mask(
+            "mask", mask_upload, (before_image.shape[1], before_image.shape[0])
+        )
+        mask = warp_before(full_mask, alignment, out_size=(region.shape[1], region.shape[0]))
         mask_source = Pair.MaskSource.UPLOADED
     else:
-        faces = len(detect_faces(before_image))
+        faces = len(detect_faces(region))
         # face_weights(face_weight=1) is 1 outside faces and up to 2 inside: keep the 0..1 part.
-        mask = face_weights(before_image, face_weight=1.0) - 1.0 if faces else None
+        mask = face_weights(region, face_weight=1.0) - 1.0 if faces else None
         mask_source = Pair.MaskSource.DETECTED if faces else Pair.MaskSource.NONE
-        if mask is not None:
-            mask = np.asarray(Image.fromarray(mask.astype(np.float32)).resize(size, Image.Resampling.BOX))
     mask_thumb = None
     if mask is not None:
+        mask = np.asarray(Image.fromarray(mask.astype(np.float32)).resize(size, Image.Resampling.BOX))
         mask_thumb = png_bytes(np.clip(np.rint(mask * 255), 0, 255).astype(np.uint8))
     return PreparedPair(
         before=before,
         after=after,
-        before_thumb=png_bytes(before_thumb),
+        before_thumb=png_bytes(thumbnail(region)),
         after_thumb=png_bytes(thumbnail(after_image)),
         mask_thumb=mask_thumb,
         mask_source=mask_source,
         faces=faces,
         mask_data=mask_data,
+        alignment=alignment.to_json(),
+    )
+
+
+def pair_alignment(pair: Pair) -> Alignment:
+    """A stored pair's alignment (pairs stored before alignment existed are the identity)."""
+    return Alignment.from_json(
+        pair.alignment, (pair.before_width, pair.before_height), (pair.after_width, pair.after_height)
     )
 
 
@@ -128,6 +168,7 @@ def store_pair(owner, prepared: PreparedPair, name: str = "", tags: list[str] = 
         before_height=prepared.before.height,
         after_width=prepared.after.width,
         after_height=prepared.after.height,
+        alignment=prepared.alignment,
     )
     files = [
         (pair.before, f"before.{prepared.before.extension}", prepared.before.data),

@@ -3,16 +3,35 @@
 import json
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from personalize.models import JobEvent, Pair, PersonalModel, TrainingJob
+from personalize.pairs import pair_alignment
 from rlcore.editor import ADJUSTMENTS
+
+
+class AlignmentSerializer(serializers.Serializer):
+    """Where the after's frame sits in the before (docs/pairs.md)."""
+
+    identity = serializers.BooleanField(help_text="the after is the whole before, resized")
+    scale = serializers.FloatField(help_text="after pixels per before pixel (0.5: exported at half size)")
+    rotation_deg = serializers.FloatField(
+        help_text="the after's frame turned clockwise in the before, degrees"
+    )
+    crop = serializers.ListField(
+        child=serializers.IntegerField(),
+        min_length=4,
+        max_length=4,
+        help_text="[x, y, w, h] in before pixels: the after's frame before its rotation about its centre",
+    )
 
 
 class PairSerializer(serializers.ModelSerializer):
     tags = serializers.SerializerMethodField()
     before_size = serializers.SerializerMethodField()
     after_size = serializers.SerializerMethodField()
+    alignment = serializers.SerializerMethodField()
 
     class Meta:
         model = Pair
@@ -23,6 +42,7 @@ class PairSerializer(serializers.ModelSerializer):
             "content_hash",
             "before_size",
             "after_size",
+            "alignment",
             "mask_source",
             "faces",
             "created_at",
@@ -37,11 +57,16 @@ class PairSerializer(serializers.ModelSerializer):
     def get_after_size(self, pair) -> list[int]:
         return [pair.after_width, pair.after_height]
 
+    @extend_schema_field(AlignmentSerializer)
+    def get_alignment(self, pair) -> dict:
+        stored = pair_alignment(pair).to_json()
+        return {key: stored[key] for key in ("identity", "scale", "rotation_deg", "crop")}
+
 
 class PairUploadSerializer(serializers.Serializer):
     before = serializers.FileField(help_text="the original photo (JPEG, PNG, TIFF or WebP)")
     after = serializers.FileField(
-        help_text="the editor's finished version of the same photo, same aspect ratio"
+        help_text="the editor's finished version of the same photo: cropped, straightened, any size"
     )
     mask = serializers.FileField(required=False, help_text="optional priority mask (white = faces/important)")
     name = serializers.CharField(required=False, allow_blank=True, max_length=255)

@@ -48,7 +48,14 @@ def encode(image: np.ndarray, format: str = "JPEG", **options) -> bytes:
 def pair_bytes(
     index: int, photos=("astronaut", "chelsea", "coffee", "china", "flower", "rocket")
 ) -> tuple[bytes, bytes]:
-    before = crop(photo(photos[index % len(photos)]), index)
+    image = photo(photos[index % len(photos)])
+    before = crop(image, index)
+    # A crop of clear sky becomes one flat colour once brightened, and the service refuses a blank after:
+    # take another crop of the same photo.
+    retry = 0
+    while before.mean(axis=2).std() < 6:
+        retry += 1
+        before = crop(image, index + 100_000 * retry)
     return encode(before, quality=92), encode(warm_and_bright(before), quality=92)
 
 

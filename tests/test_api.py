@@ -270,12 +270,120 @@ def test_photos_under_the_minimum_size_are_refused(alice, media_root, size):
     assert upload(alice, encode(square), encode(warm_and_bright(square))).status_code == 201
 
 
-def test_mismatched_aspect_is_refused(alice, media_root):
+def _straightened_crop(image: np.ndarray, angle: float, area: float, export: float):
+    """An editor's after: the frame turned by `angle` degrees about the photo's centre, `area` of it,
+    exported at `export` of its resolution. Returns (after, frame corners in the before's pixels)."""
+    import cv2
+
+    height, width = image.shape[:2]
+    w, h = width * area**0.5, height * area**0.5
+    turn = cv2.getRotationMatrix2D((0, 0), -angle, 1.0)[:, :2]  # clockwise on screen, y down
+    centre = np.array([width / 2, height / 2])
+    frame_to_before = np.hstack([turn, (centre - turn @ [w / 2, h / 2])[:, None]])
+    out = (round(w * export), round(h * export))
+    to_index = frame_to_before @ np.diag([w / out[0], h / out[1], 1.0])
+    to_index[:, 2] += to_index[:, :2] @ [0.5, 0.5] - 0.5
+    after = cv2.warpAffine(image, to_index, out, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    corners = np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]]) @ frame_to_before.T
+    return after, corners
+
+
+def test_cropped_and_straightened_after_is_aligned_and_reported(alice, media_root):
+    from rlcore.align import Alignment
+
+    before = photo("coffee")  # 600x400
+    after, corners = _straightened_crop(before, angle=4.0, area=0.6, export=0.7)
+    response = upload(alice, encode(before, quality=95), encode(warm_and_bright(after), quality=85))
+    assert response.status_code == 201, response.content
+    body = response.json()
+    alignment = body["alignment"]
+    assert set(alignment) == {"identity", "scale", "rotation_deg", "crop"} and not alignment["identity"]
+    assert alignment["rotation_deg"] == pytest.approx(4.0, abs=0.3)
+    assert alignment["scale"] == pytest.approx(0.7, rel=0.02)
+    x, y, w, h = alignment["crop"]
+    assert w * h / (600 * 400) == pytest.approx(0.6, rel=0.03)
+    assert (x + w / 2, y + h / 2) == pytest.approx((300, 200), abs=3)
+    pair = Pair.objects.get()
+    found = Alignment.from_json(pair.alignment, (600, 400), tuple(body["after_size"]))
+    assert np.abs(found.corners() - corners).max() < 0.01 * 600
+    # The stored before thumbnail is the region the after shows, not the whole photo.
+    stored = np.asarray(Image.open(pair.before_thumb.path), dtype=np.float32)
+    region = np.asarray(Image.fromarray(after).resize((64, 64), Image.Resampling.BOX), dtype=np.float32)
+    whole = np.asarray(Image.fromarray(before).resize((64, 64), Image.Resampling.BOX), dtype=np.float32)
+    assert np.abs(stored - region).mean() < 4 < np.abs(stored - whole).mean()
+    # The same alignment when the pair is read back.
+    assert alice.get(f"/api/v1/pairs/{body['id']}").json()["alignment"] == alignment
+
+
+def test_crop_with_another_aspect_ratio_is_accepted(alice):
     image = crop(photo("coffee"), 5, size=200)
-    response = upload(alice, encode(image), encode(image[:, :150]))
-    assert response.status_code == 400
-    assert "aspect ratio" in response.json()["after"][0]
+    response = upload(alice, encode(image), encode(warm_and_bright(image[:, :150])))
+    assert response.status_code == 201, response.content
+    alignment = response.json()["alignment"]
+    assert alignment["crop"] == [
+        pytest.approx(0, abs=2),
+        pytest.approx(0, abs=2),
+        pytest.approx(150, abs=2),
+        pytest.approx(200, abs=2),
+    ]
+    assert alignment["rotation_deg"] == pytest.approx(0, abs=0.2)
+
+
+def test_whole_photo_export_is_the_identity(alice):
+    response = upload(alice, *pair_bytes(3))
+    assert response.status_code == 201, response.content
+    assert response.json()["alignment"] == {
+        "identity": True,
+        "scale": 1.0,
+        "rotation_deg": 0.0,
+        "crop": [0, 0, 160, 160],
+    }
+    # Pairs stored before alignment existed (an empty alignment) read as the identity.
+    Pair.objects.update(alignment={})
+    assert alice.get("/api/v1/pairs").json()["results"][0]["alignment"]["identity"] is True
+
+
+MISMATCHED = {
+    "another photo": (
+        lambda: (photo("coffee"), warm_and_bright(photo("chelsea"))),
+        "the after 'a.jpg' does not show the same photo as the before 'b.jpg'",
+    ),
+    "mirrored": (lambda: (photo("astronaut"), warm_and_bright(photo("astronaut"))[:, ::-1]), "mirror image"),
+    "crop too small": (
+        lambda: (photo("coffee"), warm_and_bright(photo("coffee")[100:260, 200:440])),
+        "the after 'a.jpg' shows 16% of the area of the before 'b.jpg'; crops down to 25% are accepted",
+    ),
+    "blank after": (lambda: (photo("coffee"), np.full((400, 600, 3), 240, np.uint8)), "blank"),
+}
+
+
+@pytest.mark.parametrize("case", MISMATCHED)
+def test_mismatched_pair_is_refused_and_nothing_is_stored(alice, media_root, case):
+    make, reason = MISMATCHED[case]
+    before, after = make()
+    response = upload(alice, encode(before, quality=92), encode(np.ascontiguousarray(after), quality=90))
+    assert response.status_code == 400, response.content
+    assert list(response.json()) == ["after"]
+    assert reason in response.json()["after"][0]
     assert Pair.objects.count() == 0 and stored_files(media_root) == []
+
+
+def test_bulk_zip_skips_a_mismatched_pair_with_the_reason(alice):
+    good_before, good_after = pair_bytes(31)
+    entries = {
+        "before/good.jpg": good_before,
+        "after/good.jpg": good_after,
+        "before/wrong.jpg": encode(photo("coffee")),
+        "after/wrong.jpg": encode(warm_and_bright(photo("rocket"))),
+    }
+    response = alice.post("/api/v1/pairs/bulk", {"file": make_zip(entries)}, format="multipart")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert [p["name"] for p in body["stored"]] == ["good"]
+    (skipped,) = body["skipped"]
+    assert skipped["name"] == "wrong"
+    assert skipped["reason"].startswith("after: the after does not show the same photo as the before")
+    assert Pair.objects.count() == 1
 
 
 def test_smaller_export_with_same_aspect_is_accepted(alice):

@@ -280,6 +280,25 @@ def match_folders(before_dir: Path, after_dir: Path, mask_dir: Path | None) -> l
     return pairs
 
 
+def alignment_text(pair: dict) -> str | None:
+    """'aligned: cropped 18 %, rotated 1.2°' for a pair whose after is a crop or a straightened frame of
+    its before (the server found where; docs/pairs.md), None when the after is the whole before."""
+    alignment = pair.get("alignment") or {}
+    if alignment.get("identity", True):
+        return None
+    parts = []
+    before_w, before_h = pair.get("before_size") or (0, 0)
+    crop = alignment.get("crop") or []
+    if before_w and before_h and len(crop) == 4:
+        cropped = 1.0 - crop[2] * crop[3] / (before_w * before_h)
+        if cropped >= 0.005:
+            parts.append(f"cropped {cropped * 100:.0f} %")
+    rotation = alignment.get("rotation_deg") or 0.0
+    if abs(rotation) >= 0.05:
+        parts.append(f"rotated {rotation:.1f}°")
+    return "aligned: " + (", ".join(parts) or "shifted")
+
+
 def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     before_dir = require_folder(args.before_dir)
     after_dir = require_folder(args.after_dir)
@@ -348,6 +367,9 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
                         skipped.append(pair)
                     else:
                         uploaded.append(outcome)
+                        aligned = alignment_text(outcome)
+                        if aligned:
+                            tqdm.write(f"{pair.before.name} + {pair.after.name}: {aligned}", file=sys.stderr)
                 bar.update(1)
         except BaseException:
             for future in futures:
@@ -357,6 +379,9 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
             bar.close()
 
     summary = f"uploaded {len(uploaded)}, skipped {len(skipped)} already uploaded"
+    aligned = sum(1 for pair in uploaded if alignment_text(pair))
+    if aligned:
+        summary += f" ({aligned} aligned: cropped or straightened afters)"
     if failed:
         summary += f", failed {len(failed)}"
     print(summary)
