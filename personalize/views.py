@@ -8,7 +8,6 @@ import io
 import time
 
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -20,9 +19,10 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from personalize import inference, jobs, metrics, pairs, serializers
+from personalize import inference, jobs, pairs, serializers
 from personalize.images import UploadError, read_upload
-from personalize.models import EditorProfile, JobEvent, Pair, PersonalModel, Prediction, TrainingJob
+from personalize.models import EditorProfile, JobEvent, Pair, PersonalModel, TrainingJob
+from personalize.models_ops import activate_model, log_prediction
 from personalize.throttles import ScopedThrottle
 from rlcore.imageio import edit_file
 from rlcore.xmp import to_xmp
@@ -232,8 +232,7 @@ class ModelActivateView(APIView):
     @extend_schema(request=None, responses={200: serializers.PersonalModelSerializer, 404: NOT_FOUND})
     def post(self, request, pk):
         model = get_object_or_404(PersonalModel.objects.filter(owner=request.user), pk=pk)
-        with transaction.atomic():
-            EditorProfile.objects.update_or_create(user=request.user, defaults={"active_model": model})
+        activate_model(request.user, model)
         context = {"request": request, "active_model_id": model.pk}
         return Response(serializers.PersonalModelSerializer(model, context=context).data)
 
@@ -287,16 +286,9 @@ class PredictView(APIView):
         except UploadError as exc:
             raise upload_error(exc) from exc
         adjustments, served = inference.predict(request.user, image, data["strength"])
-        latency_ms = (time.perf_counter() - started) * 1000
-        Prediction.objects.create(
-            owner=request.user,
-            model_id=served.id,
-            model_kind=served.kind,
-            adjustments=adjustments,
-            strength=data["strength"],
-            latency_ms=latency_ms,
+        log_prediction(
+            request.user, served, adjustments, data["strength"], (time.perf_counter() - started) * 1000
         )
-        metrics.PREDICTION_LATENCY.labels(kind=served.kind).observe(latency_ms / 1000)
         if data["format"] == "xmp":
             return HttpResponse(to_xmp(adjustments), content_type="application/rdf+xml; charset=utf-8")
         return Response({"adjustments": adjustments, "model": served.describe()})

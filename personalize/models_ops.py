@@ -1,0 +1,40 @@
+"""What answers an editor's predictions, and the record of what did: one function for each change.
+
+`activate_model` is the only writer of the editor's active-model pointer (the API's activate endpoint and a
+worker publishing a better model both call it); `log_prediction` is the only writer of the prediction log.
+"""
+
+from __future__ import annotations
+
+from personalize import metrics
+from personalize.inference import ServedModel
+from personalize.models import EditorProfile, PersonalModel, Prediction
+
+
+def activate_model(owner, model: PersonalModel) -> None:
+    """Make `model` answer `owner`'s predictions from the next request on, in every process.
+
+    Processes read the pointer per request (personalize.inference), so nothing else needs telling. Called
+    inside the publishing transaction by the workers, so that a model and its activation commit together.
+    """
+    # An editor's predictions must only ever come from their own model: callers scope by owner, this keeps
+    # a slip in one of them from serving another editor's style.
+    if model.owner_id != owner.pk:
+        raise ValueError(f"model {model.pk} belongs to another editor")
+    EditorProfile.objects.update_or_create(user=owner, defaults={"active_model": model})
+
+
+def log_prediction(
+    owner, served: ServedModel, adjustments: dict[str, int], strength: float, latency_ms: float
+) -> Prediction:
+    """Record one served prediction: its row (the editor's history, /metrics' counts) and its latency."""
+    prediction = Prediction.objects.create(
+        owner=owner,
+        model_id=served.id,
+        model_kind=served.kind,
+        adjustments=adjustments,
+        strength=strength,
+        latency_ms=latency_ms,
+    )
+    metrics.PREDICTION_LATENCY.labels(kind=served.kind).observe(latency_ms / 1000)
+    return prediction
