@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from personalize.accounts import create_or_get_editor
 from personalize.inference import base_model_path
 from personalize.jobs import create_job
-from personalize.models import EditorProfile, PersonalModel, TrainingJob
+from personalize.models import EditorProfile, PersonalModel, Prediction, TrainingJob
 from personalize.pairs import upload_pair
 from rlcore.checkpoint import load_model
 from tests.photos import pair_bytes
@@ -350,6 +350,10 @@ def test_activation_switches_models_and_the_cache_loads_each_once(editor, settin
     assert inference.cache.loads - loads_before == 2  # each model read from storage once
     listed = client.get("/api/v1/models").json()["results"]
     assert [(m["version"], m["active"]) for m in listed] == [(2, True), (1, False)]
+    # Every prediction served is logged with the model that answered it.
+    logged = Prediction.objects.filter(owner=editor).order_by("id")
+    assert [p.model_id for p in logged] == [second.pk, first.pk, first.pk, first.pk, second.pk]
+    assert all(p.model_kind == "personal" and p.latency_ms > 0 for p in logged)
 
 
 def test_job_past_its_soft_time_limit_fails_with_a_clear_message(editor, monkeypatch):
@@ -366,3 +370,85 @@ def test_job_past_its_soft_time_limit_fails_with_a_clear_message(editor, monkeyp
     job.refresh_from_db()
     assert job.status == Status.FAILED and "time limit" in job.error
     assert job.events.last().kind == "failed"
+
+
+def flaky_finetune(monkeypatch, failures: int | None) -> list:
+    """training.finetune raising a database error the first `failures` times (None: every time)."""
+    from django.db import OperationalError
+
+    real = training.finetune
+    calls = []
+
+    def finetune(*args, **kwargs):
+        calls.append(time.monotonic())
+        if failures is None or len(calls) <= failures:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "finetune", finetune)
+    return calls
+
+
+def test_transient_errors_are_retried_by_celery_until_the_job_succeeds(editor, media_root, monkeypatch):
+    from workers.tasks import run_training_job
+
+    add_pairs(editor, 4)
+    job = create_job(editor, seconds=2)
+    calls = flaky_finetune(monkeypatch, failures=2)
+    # apply(): Celery's own retry path (autoretry_for, backoff), each retry run at once in this process.
+    assert run_training_job.apply(args=(job.pk,)).get() == "succeeded"
+
+    assert len(calls) == 3
+    job.refresh_from_db()
+    assert job.status == Status.SUCCEEDED and job.attempts == 3 and job.error == ""
+    assert PersonalModel.objects.filter(owner=editor).count() == 1
+    kinds = [k for k in job.events.values_list("kind", flat=True) if k not in ("progress", "checkpoint")]
+    assert kinds == ["queued", "started", "requeued", "retried", "requeued", "retried", "succeeded"]
+    assert "OperationalError" in job.events.filter(kind="requeued").first().message
+    assert media_files(media_root, "checkpoints/**/*") == []
+
+
+def test_transient_errors_fail_the_job_at_its_attempt_limit(editor, media_root, monkeypatch, settings):
+    from workers.tasks import run_training_job
+
+    # The one limit is the job's: Celery's retry count is unlimited and never decides.
+    assert run_training_job.max_retries is None and run_training_job.retry_jitter
+    assert set(run_training_job.autoretry_for) == set(training.TRANSIENT_ERRORS)
+    settings.JOB_MAX_ATTEMPTS = 3
+    add_pairs(editor, 4)
+    job = create_job(editor, seconds=2)
+    calls = flaky_finetune(monkeypatch, failures=None)
+    assert run_training_job.apply(args=(job.pk,)).get() == "failed"
+
+    assert len(calls) == 3  # one run per attempt, none after the last
+    job.refresh_from_db()
+    assert job.status == Status.FAILED and job.attempts == 3 and job.lease_owner == ""
+    assert "gave up after 3 attempts" in job.error and "OperationalError" in job.error
+    assert list(job.events.values_list("kind", flat=True)).count("requeued") == 2
+    assert job.events.last().kind == "failed"
+    assert not PersonalModel.objects.exists()
+    assert media_files(media_root, "checkpoints/**/*") == []
+    # A late duplicate of the message finds the job finished and does nothing.
+    assert training.run_job(job.pk) == "skipped"
+
+
+def test_a_job_handed_back_for_a_retry_is_not_resent_by_the_sweeper(editor):
+    from personalize import jobs
+
+    add_pairs(editor, 4)
+    job = take_lease(create_job(editor, seconds=2))
+    TrainingJob.objects.filter(pk=job.pk).update(enqueued_at=timezone.now() - timedelta(days=1))
+    assert jobs.hand_back(job.pk, "test-owner", "OperationalError: gone") == Status.QUEUED
+    assert jobs.hand_back(job.pk, "test-owner", "again") == ""  # the lease is no longer ours
+    assert training.sweep_stale_jobs() == {"requeued": [], "failed": [], "resent": []}
+
+
+def test_a_model_can_only_be_activated_for_its_own_editor(editor):
+    from personalize.models_ops import activate_model
+
+    add_pairs(editor, 4)
+    model = publish_fake_model(create_job(editor, seconds=3))
+    other, _ = create_or_get_editor("olga")
+    with pytest.raises(ValueError):
+        activate_model(other, model)
+    assert not EditorProfile.objects.filter(user=other, active_model__isnull=False).exists()

@@ -1,7 +1,11 @@
 """Celery configuration: reliability first, because training jobs are long and workers get killed.
 
-The job row in the database is the source of truth (see workers/tasks.py); these settings make sure the
+The job row in the database is the source of truth (see personalize/jobs.py); these settings make sure the
 broker side never loses a message and never runs one twice while a worker is alive.
+
+This is the one module of workers that personalize imports (to send tasks by name, and for the dashboard's
+inspection): it imports nothing of ours, and names the tasks instead of importing them, so that sending a
+job never loads the worker code. An import-linter contract in pyproject.toml keeps it that way.
 """
 
 import os
@@ -9,6 +13,12 @@ import os
 from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "personalize.settings")
+
+# Task names, the contract between the web side that sends and the workers that run (workers/tasks.py).
+RUN_TRAINING_JOB = "workers.tasks.run_training_job"
+SWEEP_STALE_JOBS = "workers.tasks.sweep_stale_jobs"
+CLEAN_ORPHAN_FILES = "workers.tasks.clean_orphan_files"
+PING = "workers.tasks.ping"
 
 app = Celery("workers", include=["workers.tasks"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -33,17 +43,17 @@ def _configure() -> None:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         task_track_started=True,
         task_default_queue="default",
-        task_routes={"workers.tasks.run_training_job": {"queue": "training"}},
+        task_routes={RUN_TRAINING_JOB: {"queue": "training"}},
         result_expires=24 * 3600,
         task_serializer="json",
         accept_content=["json"],
         timezone="UTC",
         beat_schedule={
             "sweep-stale-jobs": {
-                "task": "workers.tasks.sweep_stale_jobs",
+                "task": SWEEP_STALE_JOBS,
                 "schedule": settings.SWEEP_INTERVAL_SECONDS,
             },
-            "clean-orphan-files": {"task": "workers.tasks.clean_orphan_files", "schedule": 3600.0},
+            "clean-orphan-files": {"task": CLEAN_ORPHAN_FILES, "schedule": 3600.0},
         },
         worker_send_task_events=True,
         task_send_sent_event=True,
