@@ -1,5 +1,7 @@
-"""The test command (`make test`): pick real services, then run pytest.
+"""The test command (`make test`): check the import contracts, pick real services, then run pytest.
 
+Import contracts: `lint-imports` checks the one-way dependencies declared in pyproject.toml
+([tool.importlinter], docs/architecture.md) first; a broken contract fails the run before any test.
 Database: $DATABASE_URL if set; else the PostgreSQL on 127.0.0.1:5432 (database `test`, trust auth) when
 one answers, as on CI; else SQLite. Broker: $REDIS_URL if set; else the Redis on 127.0.0.1:6379 when one
 answers (its database 15, emptied first); else a redis-server this script starts on a free port and
@@ -35,7 +37,28 @@ def postgres_answers(url: str) -> bool:
         return False
 
 
+def import_contracts_kept() -> bool:
+    """Run lint-imports (installed beside this Python by the dev extras); its report names each broken import."""
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    if not lint_imports.exists():
+        print(f"[tests] FAILED: {lint_imports} is missing; install the dev extras: pip install -e '.[dev]'")
+        return False
+    # No cache: the check takes well under a second, and it would leave a folder in the work tree.
+    code = subprocess.call([str(lint_imports), "--no-logo", "--no-cache"], cwd=ROOT)
+    if code != 0:
+        print(
+            "[tests] FAILED: the import contracts in pyproject.toml ([tool.importlinter]) are broken, see "
+            "above. Dependencies point one way: workers -> personalize -> rlcore; personalize reaches "
+            "workers only through the Celery app (workers.celery: send tasks by name), rlcore imports "
+            "nothing of ours. Move the import, do not loosen the contract (docs/architecture.md).",
+            file=sys.stderr,
+        )
+    return code == 0
+
+
 def main() -> int:
+    if not import_contracts_kept():
+        return 1
     env = dict(os.environ)
     scratch = Path(tempfile.mkdtemp(prefix="personalize-tests-"))
     env.setdefault("VAR_DIR", str(scratch / "var"))
