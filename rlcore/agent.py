@@ -922,9 +922,6 @@ def validation_delta_e(model: PersonalModel, pairs: PairSet, idx: list[int] | np
     )
 
 
-BASE_P_UNTOUCHED = 0.25  # share of the base's training photos given undistorted (target = before)
-
-
 def distort(target: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Distort-and-recover: random editor adjustments and camera-like jitter of uint8 (N, 64, 64, 3)."""
     n = target.shape[0]
@@ -945,11 +942,13 @@ def train_base(
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     source: str = "",
+    untouched_share: float = 0.0,
 ) -> FinetuneResult:
     """Learns a generic enhancer from photos by distort-and-recover; returns the base model (kind 'base').
 
     n_train: distorted crops in the pool (default: 15 per second of budget, 300..4000, so that building the
-    pool stays a small part of short budgets).
+    pool stays a small part of short budgets). untouched_share: crops left undistorted (their target is
+    themselves), to teach the base to leave good photos alone; 0 as shipped (docs/agent.md measures 0.25).
     """
     if n_train is None:
         n_train = int(np.clip(seconds * 15, 300, 4000))
@@ -972,11 +971,11 @@ def train_base(
     )
     with _threads(cfg.threads):
         return _train_base(images, seconds, seed, n_train, n_val, max_steps, cfg, checkpoint_path, on_progress,
-                           should_stop, source, t_start)  # fmt: skip
+                           should_stop, source, untouched_share, t_start)  # fmt: skip
 
 
 def _train_base(images, seconds, seed, n_train, n_val, max_steps, cfg, checkpoint_path, on_progress, should_stop,
-                source, t_start) -> FinetuneResult:  # fmt: skip
+                source, untouched_share, t_start) -> FinetuneResult:  # fmt: skip
     from rlcore.checkpoint import PersonalModel
     from rlcore.data import random_crops
 
@@ -985,10 +984,10 @@ def _train_base(images, seconds, seed, n_train, n_val, max_steps, cfg, checkpoin
     gen = torch.Generator().manual_seed(seed + 1)
     target = torch.from_numpy(crops)
     before = distort(target, gen)
-    # Some photos come well exposed and balanced: their target is themselves, so the base learns to
-    # leave such photos alone instead of "recovering" from a distortion that is not there.
-    untouched = torch.rand(len(target), generator=gen) < BASE_P_UNTOUCHED
-    before[untouched] = target[untouched]
+    # Some photos come well exposed and balanced: their target is themselves (leave such photos alone)
+    if untouched_share > 0:
+        untouched = torch.rand(len(target), generator=gen) < untouched_share
+        before[untouched] = target[untouched]
     pool = _Pool(
         before[:n_train],
         torch.arange(n_train),
@@ -1018,7 +1017,7 @@ def _train_base(images, seconds, seed, n_train, n_val, max_steps, cfg, checkpoin
         "val_delta_e_base": round(val_base, 4),
         "val_delta_e_unscaled": round(val.delta_e(actor), 4),
         "strength": strength,
-        "untouched_share": BASE_P_UNTOUCHED,
+        "untouched_share": untouched_share,
         "steps": info["steps"],
         "env_steps": info["env_steps"],
         "best_step": info["best_step"],
