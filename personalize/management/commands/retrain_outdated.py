@@ -5,7 +5,7 @@ python manage.py retrain_outdated [--seconds N] [--dry-run]
 After a new base model or style prior is deployed (BASE_MODEL_PATH), personal models made from the
 previous one keep being served; this command queues their retraining, one job per editor, with the
 editor's pairs and the default budget. Editors with an active job, or with too few pairs, are listed
-and skipped. The new model replaces the old one only if it validates better (workers/training.py).
+and skipped. The new model replaces the old one only if it validates better (personalize.jobs.succeed).
 """
 
 from django.core.management.base import BaseCommand
