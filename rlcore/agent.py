@@ -231,15 +231,19 @@ class Actor(nn.Module):
         f = (feats - self.feat_mean) / self.feat_std
         if noise > 0:
             f = f + noise * torch.randn_like(f)
-        z = torch.cat([f, h], 1)
-        if drop > 0:
-            z = F.dropout(z, drop, True)
-            for m in self.mlp:
-                z = m(z)
-                if isinstance(m, nn.ReLU):
-                    z = F.dropout(z, drop, True)
-            return torch.tanh(z)
-        return torch.tanh(self.mlp(z))
+        return torch.tanh(mlp_with_dropout(self.mlp, torch.cat([f, h], 1), drop))
+
+
+def mlp_with_dropout(mlp: nn.Sequential, x: torch.Tensor, drop: float) -> torch.Tensor:
+    """mlp(x), with dropout of rate drop on its input and after every ReLU when drop > 0 (training only)."""
+    if drop <= 0:
+        return mlp(x)
+    x = F.dropout(x, drop, True)
+    for m in mlp:
+        x = m(x)
+        if isinstance(m, nn.ReLU):
+            x = F.dropout(x, drop, True)
+    return x
 
 
 class Critic(nn.Module):

@@ -45,6 +45,7 @@ from rlcore.agent import (
     camera_jitter,
     edit,
     features,
+    mlp_with_dropout,
     to_sliders,
 )
 
@@ -161,15 +162,7 @@ class StylePolicy(nn.Module):
         f = (feats - self.feat_mean) / self.feat_std
         if noise > 0:
             f = f + noise * torch.randn_like(f)
-        x = torch.cat([f, z], 1)
-        if drop > 0:
-            x = F.dropout(x, drop, True)
-            for m in self.mlp:
-                x = m(x)
-                if isinstance(m, nn.ReLU):
-                    x = F.dropout(x, drop, True)
-            return torch.tanh(x)
-        return torch.tanh(self.mlp(x))
+        return torch.tanh(mlp_with_dropout(self.mlp, torch.cat([f, z], 1), drop))
 
 
 class StyleCritic(nn.Module):
