@@ -441,8 +441,8 @@ STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 STRENGTH_MARGIN = 0.01  # dE00 a strength other than 1 must win by: one number fitted on few pairs
 
 
-def calibrate_strength(val: _Val, actor: Actor) -> tuple[float, float]:
-    """The global strength (scaling every slider) with the lowest validation dE00, and that dE00.
+def calibrate_strength(val: _Val, actor: Actor) -> tuple[float, dict[float, float]]:
+    """The global strength (scaling every slider) to publish, and the validation dE00 of every strength tried.
 
     Strength 1 (the actor as trained) is kept unless another strength is better by STRENGTH_MARGIN, or
     the actor is worse than no edit at all.
@@ -451,7 +451,7 @@ def calibrate_strength(val: _Val, actor: Actor) -> tuple[float, float]:
     best = min(scores, key=scores.get)
     if scores[1.0] <= scores[0.0] and scores[1.0] - scores[best] < STRENGTH_MARGIN:
         best = 1.0
-    return best, scores[best]
+    return best, scores
 
 
 def _augment_pool(
@@ -872,8 +872,8 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
             Path(checkpoint_path) if checkpoint_path is not None else None,
             should_stop, on_progress, fp, t_start,
         )  # fmt: skip
-    val_unscaled = val.delta_e(actor)
-    strength, val_personal = calibrate_strength(val, actor)
+    strength, scores = calibrate_strength(val, actor)
+    val_personal, val_unscaled = scores[strength], scores[1.0]
     metrics = {
         "val_delta_e_no_edit": round(val_no_edit, 4),
         "val_delta_e_base": round(val_base, 4),
@@ -1015,11 +1015,11 @@ def _train_base(images, seconds, seed, n_train, n_val, max_steps, cfg, checkpoin
         Path(checkpoint_path) if checkpoint_path is not None else None,
         should_stop, on_progress, fp, t_start,
     )  # fmt: skip
-    strength, val_base = calibrate_strength(val, actor)
+    strength, scores = calibrate_strength(val, actor)
     metrics = {
         "val_delta_e_no_edit": round(val_no_edit, 4),
-        "val_delta_e_base": round(val_base, 4),
-        "val_delta_e_unscaled": round(val.delta_e(actor), 4),
+        "val_delta_e_base": round(scores[strength], 4),
+        "val_delta_e_unscaled": round(scores[1.0], 4),
         "strength": strength,
         "untouched_share": untouched_share,
         "steps": info["steps"],
