@@ -35,6 +35,104 @@ def upload_error(exc: UploadError) -> ValidationError:
     return ValidationError({exc.field: [exc.reason]})
 
 
+# --- the editor's own objects, and the actions both the API and the web app (personalize/web.py) call ------
+# Each action validates with the API's serializer and raises DRF's ValidationError ({field: [reason]}) or
+# the service's own exception, so that both front ends refuse the same input with the same words.
+
+
+def own_pairs(user, tag: str | None = None):
+    queryset = Pair.objects.filter(owner=user).prefetch_related("tags")
+    return queryset.filter(tags__name=tag) if tag else queryset
+
+
+def own_jobs(user):
+    return TrainingJob.objects.filter(owner=user)
+
+
+def own_models(user):
+    return PersonalModel.objects.filter(owner=user)
+
+
+def do_upload_pair(user, data) -> tuple[Pair, bool]:
+    """One before/after pair: (pair, created); an identical earlier upload is returned unchanged."""
+    form = serializers.PairUploadSerializer(data=data)
+    form.is_valid(raise_exception=True)
+    data = form.validated_data
+    try:
+        tags = pairs.parse_tags(data.get("tags", ""))
+        return pairs.upload_pair(
+            user, data["before"], data["after"], data.get("mask"), data.get("name", ""), tags
+        )
+    except UploadError as exc:
+        raise upload_error(exc) from exc
+
+
+def do_bulk_upload(user, data) -> dict:
+    """A zip with before/ and after/ folders: {"stored": [pairs], "skipped": [{name, reason}]}."""
+    form = serializers.BulkUploadSerializer(data=data)
+    form.is_valid(raise_exception=True)
+    try:
+        tags = pairs.parse_tags(form.validated_data.get("tags", ""))
+        return pairs.store_bulk(user, form.validated_data["file"], tags)
+    except UploadError as exc:
+        raise upload_error(exc) from exc
+
+
+def do_create_job(user, data) -> TrainingJob:
+    """Raises ValidationError, jobs.NotEnoughPairs or jobs.ActiveJobExists."""
+    form = serializers.JobCreateSerializer(data=data)
+    form.is_valid(raise_exception=True)
+    return jobs.create_job(user, **form.validated_data)
+
+
+def do_cancel_job(user, pk: int) -> TrainingJob:
+    """404 for another editor's job; raises jobs.JobFinished for a finished one."""
+    job = get_object_or_404(own_jobs(user), pk=pk)
+    return jobs.cancel_job(job.pk)
+
+
+def do_activate_model(user, pk: int) -> PersonalModel:
+    model = get_object_or_404(own_models(user), pk=pk)
+    activate_model(user, model)
+    return model
+
+
+def do_predict(user, data) -> tuple[dict[str, int], str, inference.ServedModel]:
+    """The editor's sliders for one photo, logged: (adjustments, format asked, model that answered)."""
+    started = time.perf_counter()
+    form = serializers.PredictSerializer(data=data)
+    form.is_valid(raise_exception=True)
+    data = form.validated_data
+    try:
+        image = read_upload("image", data["image"]).decode(max_side=inference.PREDICTION_SIDE)
+    except UploadError as exc:
+        raise upload_error(exc) from exc
+    adjustments, served = inference.predict(user, image, data["strength"])
+    log_prediction(user, served, adjustments, data["strength"], (time.perf_counter() - started) * 1000)
+    return adjustments, data["format"], served
+
+
+def do_render(user, data) -> tuple[bytes, dict[str, int]]:
+    """The photo edited as JPEG, with the given sliders (scaled by strength) or the editor's model's."""
+    form = serializers.RenderSerializer(data=data)
+    form.is_valid(raise_exception=True)
+    data = form.validated_data
+    try:
+        photo = read_upload("image", data["image"])
+        if "adjustments" in data:
+            adjustments = inference.scale(data["adjustments"], data["strength"])
+        else:
+            thumbnail_source = photo.decode(max_side=inference.PREDICTION_SIDE)
+            adjustments, _ = inference.predict(user, thumbnail_source, data["strength"])
+        rendered = io.BytesIO()
+        edit_file(io.BytesIO(photo.data), rendered, adjustments, max_size=data.get("max_size"), format="JPEG")
+    except UploadError as exc:
+        raise upload_error(exc) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ValidationError({"image": [f"the image data is damaged or incomplete ({exc})"]}) from exc
+    return rendered.getvalue(), adjustments
+
+
 class AuthTokenView(ObtainAuthToken):
     """Exchange a username and password for the editor's API token (`Authorization: Token <key>`)."""
 
@@ -55,10 +153,7 @@ class PairListView(generics.ListCreateAPIView):
         return [ScopedThrottle()] if self.request.method == "POST" else []
 
     def get_queryset(self):
-        queryset = Pair.objects.filter(owner=self.request.user).prefetch_related("tags")
-        tag = self.request.query_params.get("tag")
-        if tag:
-            queryset = queryset.filter(tags__name=tag)
+        queryset = own_pairs(self.request.user, self.request.query_params.get("tag"))
         content_hash = self.request.query_params.get("content_hash")
         if content_hash:
             queryset = queryset.filter(content_hash=content_hash.lower())
@@ -85,16 +180,7 @@ class PairListView(generics.ListCreateAPIView):
         description="Upload one before/after pair. Thumbnails and the face mask are computed now, once.",
     )
     def post(self, request, *args, **kwargs):
-        form = serializers.PairUploadSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        try:
-            tags = pairs.parse_tags(data.get("tags", ""))
-            pair, created = pairs.upload_pair(
-                request.user, data["before"], data["after"], data.get("mask"), data.get("name", ""), tags
-            )
-        except UploadError as exc:
-            raise upload_error(exc) from exc
+        pair, created = do_upload_pair(request.user, request.data)
         return Response(
             serializers.PairSerializer(pair).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -105,7 +191,7 @@ class PairDetailView(generics.RetrieveDestroyAPIView):
     serializer_class = serializers.PairSerializer
 
     def get_queryset(self):
-        return Pair.objects.filter(owner=self.request.user).prefetch_related("tags")
+        return own_pairs(self.request.user)
 
     def perform_destroy(self, instance):
         pairs.delete_pair(instance)
@@ -122,13 +208,7 @@ class PairBulkView(APIView):
         description="Upload a zip with before/ and after/ folders; files are matched by name (stem).",
     )
     def post(self, request):
-        form = serializers.BulkUploadSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        try:
-            tags = pairs.parse_tags(form.validated_data.get("tags", ""))
-            result = pairs.store_bulk(request.user, form.validated_data["file"], tags)
-        except UploadError as exc:
-            raise upload_error(exc) from exc
+        result = do_bulk_upload(request.user, request.data)
         return Response(serializers.BulkResultSerializer(result).data, status=status.HTTP_201_CREATED)
 
 
@@ -140,7 +220,7 @@ class JobListView(generics.ListCreateAPIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
     def get_queryset(self):
-        return TrainingJob.objects.filter(owner=self.request.user)
+        return own_jobs(self.request.user)
 
     @extend_schema(
         request=serializers.JobCreateSerializer,
@@ -152,10 +232,8 @@ class JobListView(generics.ListCreateAPIView):
         description="Start fine-tuning a personal model on your pairs (optionally only those with `tag`).",
     )
     def post(self, request, *args, **kwargs):
-        form = serializers.JobCreateSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
         try:
-            job = jobs.create_job(request.user, **form.validated_data)
+            job = do_create_job(request.user, request.data)
         except jobs.NotEnoughPairs as exc:
             return Response(
                 {"detail": str(exc), "required": exc.required, "available": exc.available},
@@ -170,7 +248,7 @@ class JobDetailView(generics.RetrieveAPIView):
     serializer_class = serializers.JobSerializer
 
     def get_queryset(self):
-        return TrainingJob.objects.filter(owner=self.request.user)
+        return own_jobs(self.request.user)
 
 
 class JobCancelView(APIView):
@@ -184,9 +262,8 @@ class JobCancelView(APIView):
         description="Cancel a queued job at once, or ask a running one to stop (it stops within seconds).",
     )
     def post(self, request, pk):
-        job = get_object_or_404(TrainingJob.objects.filter(owner=request.user), pk=pk)
         try:
-            job = jobs.cancel_job(job.pk)
+            job = do_cancel_job(request.user, pk)
         except jobs.JobFinished as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(serializers.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
@@ -197,7 +274,7 @@ class JobEventsView(generics.ListAPIView):
     pagination_class = None
 
     def get_queryset(self):
-        job = get_object_or_404(TrainingJob.objects.filter(owner=self.request.user), pk=self.kwargs["pk"])
+        job = get_object_or_404(own_jobs(self.request.user), pk=self.kwargs["pk"])
         return JobEvent.objects.filter(job=job)
 
 
@@ -214,7 +291,7 @@ class EditorModels:
     serializer_class = serializers.PersonalModelSerializer
 
     def get_queryset(self):
-        return PersonalModel.objects.filter(owner=self.request.user)
+        return own_models(self.request.user)
 
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "active_model_id": active_model_id(self.request.user)}
@@ -231,8 +308,7 @@ class ModelDetailView(EditorModels, generics.RetrieveAPIView):
 class ModelActivateView(APIView):
     @extend_schema(request=None, responses={200: serializers.PersonalModelSerializer, 404: NOT_FOUND})
     def post(self, request, pk):
-        model = get_object_or_404(PersonalModel.objects.filter(owner=request.user), pk=pk)
-        activate_model(request.user, model)
+        model = do_activate_model(request.user, pk)
         context = {"request": request, "active_model_id": model.pk}
         return Response(serializers.PersonalModelSerializer(model, context=context).data)
 
@@ -240,7 +316,7 @@ class ModelActivateView(APIView):
 class ModelDownloadView(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: NOT_FOUND})
     def get(self, request, pk):
-        model = get_object_or_404(PersonalModel.objects.filter(owner=request.user), pk=pk)
+        model = get_object_or_404(own_models(request.user), pk=pk)
         handle = default_storage.open(model.file, "rb")
         filename = f"personal-model-{request.user.username}-v{model.version}.pt"
         return FileResponse(
@@ -277,19 +353,8 @@ class PredictView(APIView):
         description="The editor's personalized sliders for one photo (active personal model, else the base).",
     )
     def post(self, request):
-        started = time.perf_counter()
-        form = serializers.PredictSerializer(data=form_and_query(request))
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        try:
-            image = read_upload("image", data["image"]).decode(max_side=inference.PREDICTION_SIDE)
-        except UploadError as exc:
-            raise upload_error(exc) from exc
-        adjustments, served = inference.predict(request.user, image, data["strength"])
-        log_prediction(
-            request.user, served, adjustments, data["strength"], (time.perf_counter() - started) * 1000
-        )
-        if data["format"] == "xmp":
+        adjustments, format, served = do_predict(request.user, form_and_query(request))
+        if format == "xmp":
             return HttpResponse(to_xmp(adjustments), content_type="application/rdf+xml; charset=utf-8")
         return Response({"adjustments": adjustments, "model": served.describe()})
 
@@ -305,24 +370,7 @@ class RenderView(APIView):
         description="The photo edited with the given sliders (default: your model's prediction), as JPEG.",
     )
     def post(self, request):
-        form = serializers.RenderSerializer(data=form_and_query(request))
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        try:
-            photo = read_upload("image", data["image"])
-            if "adjustments" in data:
-                adjustments = inference.scale(data["adjustments"], data["strength"])
-            else:
-                thumbnail_source = photo.decode(max_side=inference.PREDICTION_SIDE)
-                adjustments, _ = inference.predict(request.user, thumbnail_source, data["strength"])
-            rendered = io.BytesIO()
-            edit_file(
-                io.BytesIO(photo.data), rendered, adjustments, max_size=data.get("max_size"), format="JPEG"
-            )
-        except UploadError as exc:
-            raise upload_error(exc) from exc
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise ValidationError({"image": [f"the image data is damaged or incomplete ({exc})"]}) from exc
-        response = HttpResponse(rendered.getvalue(), content_type="image/jpeg")
+        rendered, adjustments = do_render(request.user, form_and_query(request))
+        response = HttpResponse(rendered, content_type="image/jpeg")
         response["X-Adjustments"] = ",".join(f"{k}={v}" for k, v in adjustments.items())
         return response
