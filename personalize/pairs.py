@@ -272,6 +272,40 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     return data
 
 
+def match_by_name(names: list[str]) -> tuple[list[tuple[str, str, str]], list[dict]]:
+    """Pair file paths by name, as a bulk zip and the web app's folder upload do.
+
+    A file's side is a folder named before/ or after/ anywhere in its path (any case); a before and an after
+    with the same stem (case-insensitive, any supported extension) are a pair. Returns ([(stem, before path,
+    after path)] sorted by stem, [skipped {name, reason}]); raises UploadError for an unsafe path.
+    """
+    sides: dict[str, dict[str, str]] = {"before": {}, "after": {}}
+    skipped = []
+    for name in names:
+        path = _safe_member_path(name)
+        parts = [p for p in path.parts if p not in ("", ".")]
+        if "__MACOSX" in parts or path.name.startswith("."):
+            continue
+        side = next((p.lower() for p in parts[:-1] if p.lower() in sides), None)
+        if side is None or path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            skipped.append({"name": name, "reason": "not an image inside before/ or after/"})
+            continue
+        stem = path.stem.lower()
+        if stem in sides[side]:
+            skipped.append({"name": name, "reason": f"another {side} file has the name '{stem}'"})
+            continue
+        sides[side][stem] = name
+    matched = []
+    for stem in sorted(set(sides["before"]) | set(sides["after"])):
+        if stem not in sides["after"]:
+            skipped.append({"name": sides["before"][stem], "reason": "no after/ file with this name"})
+        elif stem not in sides["before"]:
+            skipped.append({"name": sides["after"][stem], "reason": "no before/ file with this name"})
+        else:
+            matched.append((stem, sides["before"][stem], sides["after"][stem]))
+    return matched, skipped
+
+
 def read_bulk_zip(uploaded) -> tuple[list[tuple[str, bytes, bytes]], list[dict]]:
     """Return ([(name, before bytes, after bytes)], [skipped {name, reason}]) or raise UploadError.
 
@@ -294,43 +328,18 @@ def read_bulk_zip(uploaded) -> tuple[list[tuple[str, bytes, bytes]], list[dict]]
                 "file",
                 f"the zip unpacks to {total} bytes; the limit is {settings.MAX_BULK_UPLOAD_BYTES} bytes",
             )
-        sides: dict[str, dict[str, zipfile.ZipInfo]] = {"before": {}, "after": {}}
-        skipped = []
-        for info in members:
-            path = _safe_member_path(info.filename)
-            parts = [p for p in path.parts if p not in ("", ".")]
-            if "__MACOSX" in parts or path.name.startswith("."):
-                continue
-            side = next((p.lower() for p in parts[:-1] if p.lower() in sides), None)
-            if side is None or path.suffix.lower() not in SUPPORTED_SUFFIXES:
-                skipped.append({"name": info.filename, "reason": "not an image inside before/ or after/"})
-                continue
-            stem = path.stem.lower()
-            if stem in sides[side]:
-                skipped.append(
-                    {"name": info.filename, "reason": f"another {side} file has the name '{stem}'"}
-                )
-                continue
-            sides[side][stem] = info
+        by_name: dict[str, zipfile.ZipInfo] = {}
+        for info in members:  # a name twice in the zip: the first entry, the second skipped by name
+            by_name.setdefault(info.filename, info)
+        matched, skipped = match_by_name([info.filename for info in members])
         pairs = []
-        for stem in sorted(set(sides["before"]) | set(sides["after"])):
-            if stem not in sides["after"]:
-                skipped.append(
-                    {"name": sides["before"][stem].filename, "reason": "no after/ file with this name"}
-                )
-            elif stem not in sides["before"]:
-                skipped.append(
-                    {"name": sides["after"][stem].filename, "reason": "no before/ file with this name"}
-                )
-            else:
-                before_info, after_info = sides["before"][stem], sides["after"][stem]
-                too_big = [i for i in (before_info, after_info) if i.file_size > settings.MAX_UPLOAD_BYTES]
-                if too_big:
-                    skipped.append(
-                        {"name": stem, "reason": f"{too_big[0].filename} is over the upload limit"}
-                    )
-                    continue
-                pairs.append((stem, _read_member(archive, before_info), _read_member(archive, after_info)))
+        for stem, before_name, after_name in matched:
+            before_info, after_info = by_name[before_name], by_name[after_name]
+            too_big = [i for i in (before_info, after_info) if i.file_size > settings.MAX_UPLOAD_BYTES]
+            if too_big:
+                skipped.append({"name": stem, "reason": f"{too_big[0].filename} is over the upload limit"})
+                continue
+            pairs.append((stem, _read_member(archive, before_info), _read_member(archive, after_info)))
     return pairs, skipped
 
 
