@@ -24,6 +24,7 @@ urlpatterns = [
     *route("models/<int:pk>/activate", views.ModelActivateView, "model-activate"),
     *route("models/<int:pk>/download", views.ModelDownloadView, "model-download"),
     *route("predict", views.PredictView, "predict"),
+    *route("predict/batch", views.PredictBatchView, "predict-batch"),
     *route("render", views.RenderView, "render"),
 ]
 

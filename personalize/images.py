@@ -13,7 +13,7 @@ import numpy as np
 from django.conf import settings
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from rlcore.imageio import THUMB_SIZE, load_image
+from rlcore.imageio import THUMB_SIZE, load_image, thumbnail
 
 ACCEPTED_FORMATS = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "WEBP": "webp"}
 MIN_PAIR_SIDE = THUMB_SIZE
@@ -162,3 +162,46 @@ def png_bytes(array: np.ndarray) -> bytes:
 def read_png(file) -> np.ndarray:
     with file.open("rb") as handle, Image.open(handle) as image:
         return np.asarray(image.copy())
+
+
+# --- previews (POST /api/v1/predict/batch) ----------------------------------------------------------------
+
+# A preview is what a client decoded itself: the model's 64x64 thumbnail, or a small JPEG of at most this
+# many pixels on its long side. Anything bigger is a photo, which /api/v1/predict takes as it is.
+PREVIEW_MAX_SIDE = 256
+PREVIEW_MAX_BYTES = 512 * 1024
+PREVIEW_FORMATS = {"JPEG", "PNG", "WEBP"}
+
+
+def read_preview(uploaded) -> np.ndarray:
+    """One preview of a batch -> the model's uint8 (64, 64, 3) thumbnail; UploadError names what is wrong.
+
+    A preview already at the thumbnail's size (what personalize-client sends, as PNG) is decoded and used
+    as it is: no resampling, and at 64x64 the decode costs microseconds. A larger one (at most
+    PREVIEW_MAX_SIDE) is decoded and box-filtered down like any photo. The size is read from the header
+    first, so a full photo sent by mistake is refused before any pixel is decoded.
+    """
+    field = "preview"
+    data = uploaded.read(PREVIEW_MAX_BYTES + 1)
+    if not data:
+        raise UploadError(field, "the file is empty")
+    if len(data) > PREVIEW_MAX_BYTES:
+        raise UploadError(field, f"larger than {PREVIEW_MAX_BYTES // 1024} KB: send a small preview")
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            image_format, (width, height) = header.format, header.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UploadError(field, "not a readable image (expected JPEG, PNG or WebP)") from exc
+    if image_format not in PREVIEW_FORMATS:
+        raise UploadError(field, f"{image_format} previews are not accepted (expected JPEG, PNG or WebP)")
+    if max(width, height) > PREVIEW_MAX_SIDE:
+        raise UploadError(
+            field,
+            f"the image is {width}x{height}; a preview is at most {PREVIEW_MAX_SIDE} px on its long side "
+            "(send whole photos to /api/v1/predict)",
+        )
+    try:
+        image = load_image(data)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise UploadError(field, f"the image data is damaged or incomplete ({exc})") from exc
+    return image if image.shape[:2] == (THUMB_SIZE, THUMB_SIZE) else thumbnail(image)

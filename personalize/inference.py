@@ -15,6 +15,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 
+from personalize.images import UploadError, read_preview
 from personalize.models import EditorProfile, PersonalModel
 from rlcore.checkpoint import BASE_MODEL_PATH, load_model
 from rlcore.editor import ADJUSTMENTS
@@ -106,3 +107,38 @@ def scale(adjustments: dict[str, int], strength: float) -> dict[str, int]:
 def predict(user, image: np.ndarray, strength: float = 1.0) -> tuple[dict[str, int], ServedModel]:
     served = model_for(user)
     return scale(served.model.predict(image), strength), served
+
+
+# At most this many previews per POST /api/v1/predict/batch: a batch of 64-pixel thumbnails is ~0.6 MB
+# and one forward pass; Django refuses more than DATA_UPLOAD_MAX_NUMBER_FILES (100) files per request.
+BATCH_MAX_PREVIEWS = 64
+
+
+@dataclass
+class BatchItem:
+    name: str
+    adjustments: dict[str, int] | None = None
+    error: str | None = None
+
+
+def predict_previews(user, previews, strength: float = 1.0) -> tuple[list[BatchItem], ServedModel]:
+    """A batch of uploaded previews -> one item per preview, in order, and the one model that served them.
+
+    A preview that cannot be read answers its own error and the others are still served. The model is
+    looked up once and runs once, on every readable preview's thumbnail stacked into one tensor.
+    """
+    items, thumbnails = [], []
+    for upload in previews:
+        item = BatchItem(name=(getattr(upload, "name", "") or "")[:255])
+        try:
+            thumbnails.append((item, read_preview(upload)))
+        except UploadError as exc:
+            item.error = exc.reason
+        items.append(item)
+    served = model_for(user)
+    if thumbnails:
+        rows = served.model.predict_thumbnails(np.stack([thumb for _, thumb in thumbnails]))
+        names = served.model.adjustments
+        for (item, _), row in zip(thumbnails, rows, strict=True):
+            item.adjustments = scale(dict(zip(names, map(int, row), strict=True)), strength)
+    return items, served

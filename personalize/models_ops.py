@@ -1,7 +1,8 @@
 """What answers an editor's predictions, and the record of what did: one function for each change.
 
 `activate_model` is the only writer of the editor's active-model pointer (the API's activate endpoint and a
-worker publishing a better model both call it); `log_prediction` is the only writer of the prediction log.
+worker publishing a better model both call it); `log_prediction` (one photo) and `log_predictions` (a
+batch, one INSERT) are the only writers of the prediction log.
 """
 
 from __future__ import annotations
@@ -38,3 +39,26 @@ def log_prediction(
     )
     metrics.PREDICTION_LATENCY.labels(kind=served.kind).observe(latency_ms / 1000)
     return prediction
+
+
+def log_predictions(
+    owner, served: ServedModel, adjustments: list[dict[str, int]], strength: float, latency_ms: float
+) -> None:
+    """Record a batch's predictions in one INSERT; each is logged with its share of the batch's latency."""
+    if not adjustments:
+        return
+    share = latency_ms / len(adjustments)
+    Prediction.objects.bulk_create(
+        Prediction(
+            owner=owner,
+            model_id=served.id,
+            model_kind=served.kind,
+            adjustments=values,
+            strength=strength,
+            latency_ms=share,
+        )
+        for values in adjustments
+    )
+    histogram = metrics.PREDICTION_LATENCY.labels(kind=served.kind)
+    for _ in adjustments:
+        histogram.observe(share / 1000)

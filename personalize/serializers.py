@@ -6,6 +6,8 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from personalize.images import PREVIEW_MAX_SIDE
+from personalize.inference import BATCH_MAX_PREVIEWS
 from personalize.models import JobEvent, Pair, PersonalModel, TrainingJob
 from personalize.pairs import pair_alignment
 from rlcore.editor import ADJUSTMENTS
@@ -195,6 +197,42 @@ class ServedModelSerializer(serializers.Serializer):
 class PredictionSerializer(serializers.Serializer):
     adjustments = serializers.DictField(child=serializers.IntegerField(min_value=-100, max_value=100))
     model = ServedModelSerializer()
+
+
+class PredictBatchSerializer(serializers.Serializer):
+    previews = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True),  # an empty one is that preview's own error
+        min_length=1,
+        max_length=BATCH_MAX_PREVIEWS,
+        help_text=f"1 to {BATCH_MAX_PREVIEWS} previews (repeat the field), answered in this order: each the "
+        f"64x64 thumbnail (PNG) or a JPEG/PNG/WebP of at most {PREVIEW_MAX_SIDE} px on its long side, "
+        "already decoded from the photo, EXIF orientation applied, sRGB",
+    )
+    strength = _strength_field()
+    format = serializers.ChoiceField(
+        choices=["json", "xmp"], required=False, default="json", help_text="xmp: also each XMP sidecar"
+    )
+
+
+class BatchItemSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="the preview's file name as sent")
+    adjustments = serializers.DictField(
+        child=serializers.IntegerField(min_value=-100, max_value=100), required=False
+    )
+    xmp = serializers.CharField(required=False, help_text="with format=xmp: the sidecar's text")
+    error = serializers.CharField(required=False, help_text="why this preview got no prediction")
+
+
+class BatchPredictionSerializer(serializers.Serializer):
+    model = ServedModelSerializer(help_text="the one model that answered the whole batch")
+    results = BatchItemSerializer(many=True)
+
+
+class BatchLimitsSerializer(serializers.Serializer):
+    model = ServedModelSerializer(help_text="the model that answers your predictions now")
+    max_previews = serializers.IntegerField(help_text="previews per request")
+    preview_size = serializers.IntegerField(help_text="the model's thumbnail side: send previews this size")
+    max_preview_side = serializers.IntegerField(help_text="the largest preview accepted (long side)")
 
 
 class RenderSerializer(serializers.Serializer):

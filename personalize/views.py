@@ -20,11 +20,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from personalize import inference, jobs, pairs, serializers
-from personalize.images import UploadError, read_upload
+from personalize.images import PREVIEW_MAX_SIDE, UploadError, read_upload
 from personalize.models import EditorProfile, JobEvent, Pair, PersonalModel, TrainingJob
-from personalize.models_ops import activate_model, log_prediction
-from personalize.throttles import ScopedThrottle
-from rlcore.imageio import edit_file
+from personalize.models_ops import activate_model, log_prediction, log_predictions
+from personalize.throttles import PhotoThrottle, ScopedThrottle
+from rlcore.imageio import THUMB_SIZE, edit_file
 from rlcore.xmp import to_xmp
 
 NOT_FOUND = OpenApiResponse(serializers.ErrorSerializer, description="no such object among yours")
@@ -357,6 +357,70 @@ class PredictView(APIView):
         if format == "xmp":
             return HttpResponse(to_xmp(adjustments), content_type="application/rdf+xml; charset=utf-8")
         return Response({"adjustments": adjustments, "model": served.describe()})
+
+
+class PredictBatchView(APIView):
+    """Many photos in one request, as previews the client decoded itself (docs/api.md, "Batches")."""
+
+    parser_classes = [MultiPartParser]
+    throttle_scope = "predictions"
+
+    def get_throttles(self):
+        return [PhotoThrottle()] if self.request.method == "POST" else []
+
+    def photos_in(self, request) -> int:
+        """What PhotoThrottle counts: a batch of N previews uses N predictions of the editor's budget."""
+        return min(len(request.FILES.getlist("previews")), inference.BATCH_MAX_PREVIEWS)
+
+    @extend_schema(
+        responses={200: serializers.BatchLimitsSerializer},
+        description="The model that answers your predictions now, and what a batch may hold.",
+    )
+    def get(self, request):
+        return Response(
+            {
+                "model": inference.model_for(request.user).describe(),
+                "max_previews": inference.BATCH_MAX_PREVIEWS,
+                "preview_size": THUMB_SIZE,
+                "max_preview_side": PREVIEW_MAX_SIDE,
+            }
+        )
+
+    @extend_schema(
+        request=serializers.PredictBatchSerializer,
+        responses={200: serializers.BatchPredictionSerializer, 400: BAD_REQUEST},
+        description="Sliders for up to `max_previews` photos sent as previews, each answered in order with "
+        "its adjustments or its own error, all by one model. Counted per photo against the predictions rate.",
+    )
+    def post(self, request):
+        started = time.perf_counter()
+        fields = {key: request.data.get(key) for key in request.data if key != "previews"}
+        query = {key: request.query_params.get(key) for key in request.query_params}
+        form = serializers.PredictBatchSerializer(
+            data={**query, **fields, "previews": request.FILES.getlist("previews")}
+        )
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        items, served = inference.predict_previews(request.user, data["previews"], data["strength"])
+        served_items = [item for item in items if item.adjustments is not None]
+        log_predictions(
+            request.user,
+            served,
+            [item.adjustments for item in served_items],
+            data["strength"],
+            (time.perf_counter() - started) * 1000,
+        )
+        results = []
+        for item in items:
+            result = {"name": item.name}
+            if item.adjustments is None:
+                result["error"] = item.error
+            else:
+                result["adjustments"] = item.adjustments
+                if data["format"] == "xmp":
+                    result["xmp"] = to_xmp(item.adjustments)
+            results.append(result)
+        return Response({"model": served.describe(), "results": results})
 
 
 class RenderView(APIView):
