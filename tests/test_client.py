@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 import pytest
 
 from personalize.client import main
@@ -61,6 +62,10 @@ class FakeAPI:
         self.log: list[tuple[str, str]] = []  # (method, path)
         self.predict_forms: list[dict] = []
         self.render_forms: list[dict] = []
+        self.max_previews = 64
+        self.batches: list[tuple[dict, list[tuple[str, bytes]]]] = []  # (fields, [(name, preview)])
+        self.reject_previews: set[str] = set()  # preview names containing these answer their own error
+        self.refuse_batches = False
 
     # helpers
     def page(self, items: list[dict], query: dict, path: str) -> dict:
@@ -213,6 +218,31 @@ class FakeAPI:
             self.active_model = model["id"]
             return 200, self.model_json(model), None, {}
 
+        if route == "predict/batch":
+            served = (
+                {"id": self.active_model, "version": self.active_model, "kind": "personal"}
+                if self.active_model
+                else {"id": None, "version": "base-1", "kind": "base"}
+            )
+            if method == "GET":
+                limits = {"max_previews": self.max_previews, "preview_size": 64, "max_preview_side": 256}
+                return 200, {"model": served, **limits}, None, {}
+            if self.refuse_batches:
+                return 400, {"previews": ["the server is refusing batches"]}, None, {}
+            fields, previews = parse_multipart_list(headers["Content-Type"], body)
+            self.batches.append((fields, previews))
+            results = []
+            for name, data in previews:
+                if not data.startswith(b"\x89PNG") or any(bad in name for bad in self.reject_previews):
+                    results.append({"name": name, "error": "not a readable image"})
+                    continue
+                strength = float(fields.get("strength", "1"))
+                values = {
+                    n: round(((len(data) * (i + 1)) % 41 - 20) * strength) for i, n in enumerate(SLIDERS)
+                }
+                results.append({"name": name, "adjustments": values, "xmp": to_xmp(values)})
+            return 200, {"model": served, "results": results}, None, {}
+
         if route in ("predict", "render") and method == "POST":
             form = parse_multipart(headers["Content-Type"], body)
             fields = {k: v[1].decode() for k, v in form.items() if k != "image"}
@@ -264,6 +294,21 @@ def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str, byte
         name = part.get_param("name", header="content-disposition")
         form[name] = (part.get_filename() or "", part.get_payload(decode=True))
     return form
+
+
+def parse_multipart_list(content_type: str, body: bytes) -> tuple[dict, list[tuple[str, bytes]]]:
+    """(form fields, [(file name, bytes)] of the repeated `previews` field, in order)."""
+    message = BytesParser(policy=policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    fields, previews = {}, []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name == "previews":
+            previews.append((part.get_filename() or "", part.get_payload(decode=True)))
+        else:
+            fields[name] = part.get_payload(decode=True).decode()
+    return fields, previews
 
 
 def make_handler(api: FakeAPI):
@@ -770,14 +815,103 @@ def test_predict_a_folder_and_name_clashes_in_renders(run, env, tmp_path):
 
 
 def test_predict_keeps_existing_sidecars_unless_overwrite(run, env, tmp_path):
-    image = photo(tmp_path / "IMG_1.jpg")
+    image = real_jpeg(tmp_path / "IMG_1.jpg")
     sidecar = tmp_path / "IMG_1.xmp"
     sidecar.write_text("the editor's own settings")
-    code, _, err = run("predict", image, "--xmp")
-    assert code == 1 and "--overwrite" in err
-    assert sidecar.read_text() == "the editor's own settings"
-    assert run("predict", image, "--xmp", "--overwrite")[0] == 0
+    code, out, err = run("predict", image, "--xmp", "-j", "1")
+    assert code == 0 and "skipped 1" in out and "--overwrite" in err
+    assert sidecar.read_text() == "the editor's own settings" and env.batches == []
+    assert run("predict", image, "--xmp", "--overwrite", "-j", "1")[0] == 0
     assert "Exposure2012" in sidecar.read_text()
+
+
+# --- predict a shoot: previews in batches, sidecars, resumable ----------------------------------------------
+
+
+def real_jpeg(path: Path, index: int = 0, orientation: int = 1) -> Path:
+    """A real 600x400 JPEG (the fake server's batch endpoint receives what the client really decodes)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(index)
+    pixels = np.clip(rng.normal(120 + 10 * index, 40, (400, 600, 3)), 0, 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format="JPEG", quality=90, exif=exif.tobytes())
+    return path
+
+
+STAMP = "{urn:personalize:sidecar:1}"
+
+
+def sidecar_stamp(path: Path) -> dict:
+    root = ET.parse(path).getroot()
+    description = next(root.iter("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}Description"))
+    assert f"{{{CRS}}}Exposure2012" in description.attrib
+    return {k.removeprefix(STAMP): v for k, v in description.attrib.items() if k.startswith(STAMP)}
+
+
+def test_predict_shoot_writes_sidecars_from_batches_of_previews(run, env, tmp_path):
+    shoot = tmp_path / "shoot"
+    for i in range(5):
+        real_jpeg(shoot / f"IMG_{i}.jpg", i, orientation=6 if i == 0 else 1)
+    jpeg_bytes = (shoot / "IMG_1.jpg").read_bytes()
+    noise = bytes(range(254)) * 200
+    (shoot / "IMG_7.CR2").write_bytes(b"II*\x00" + noise + jpeg_bytes + noise)  # RAW with a preview
+    (shoot / "IMG_7.JPG").write_bytes(jpeg_bytes)  # its RAW+JPEG twin
+    (shoot / "IMG_8.NEF").write_bytes(b"MM\x00*" + noise)  # RAW without one
+    (shoot / "IMG_9.jpg").write_bytes(jpeg_bytes[:3000])  # cut short
+    (shoot / "notes.txt").write_text("not a photo")
+    env.max_previews = 2
+
+    code, out, err = run("predict", shoot, "--xmp", "-j", "2", "--strength", "0.5")
+    assert code == 1, err  # IMG_9 failed
+    assert "done 6, skipped 2 (0 up to date), failed 1" in out
+    assert f"failed: {shoot / 'IMG_9.jpg'}: the image data is damaged or incomplete" in err
+    assert f"skipped: {shoot / 'IMG_8.NEF'}: a RAW file without an embedded JPEG preview" in err
+    assert f"skipped: {shoot / 'IMG_7.JPG'}: shares its sidecar IMG_7.xmp with IMG_7.CR2" in err
+    # In batches of at most max_previews previews, each a 64x64 PNG of a few KB, never the file.
+    previews = [data for _, batch in env.batches for _, data in batch]
+    assert len(previews) == 6 and all(len(batch) <= 2 for _, batch in env.batches)
+    assert all(data.startswith(b"\x89PNG") and len(data) < 20_000 for data in previews)
+    assert all(fields["strength"] == "0.5" and fields["format"] == "xmp" for fields, _ in env.batches)
+    assert "per photo" in out and ("predict", "POST") not in [(p, m) for m, p in env.log]
+    written = sorted(p.name for p in shoot.glob("*.xmp"))
+    assert written == ["IMG_0.xmp", "IMG_1.xmp", "IMG_2.xmp", "IMG_3.xmp", "IMG_4.xmp", "IMG_7.xmp"]
+    stamp = sidecar_stamp(shoot / "IMG_2.xmp")
+    assert stamp["model"] == "base - vbase-1" and stamp["strength"] == "0.5"
+
+    # Resumable: a second run sends nothing for the sidecars that are up to date.
+    env.batches.clear()
+    code, out, _ = run("predict", shoot, "--xmp", "-j", "2", "--strength", "0.5")
+    assert "done 0, skipped 8 (6 up to date), failed 1" in out and env.batches == []
+    # A changed photo, a new strength or a new model makes its sidecars stale: they are redone.
+    real_jpeg(shoot / "IMG_3.jpg", 33)
+    code, out, _ = run("predict", shoot, "--xmp", "-j", "1", "--strength", "0.5")
+    assert "done 1," in out and [name for _, b in env.batches for name, _ in b] == ["0-IMG_3.jpg"]
+    env.add_model()
+    run("activate", "1")
+    code, out, _ = run("predict", shoot, "--xmp", "-j", "1", "--strength", "0.5")
+    assert "done 6," in out and sidecar_stamp(shoot / "IMG_0.xmp")["model"] == "personal 1 v1"
+
+
+def test_predict_shoot_into_out_with_server_errors_per_photo_and_per_batch(run, env, tmp_path):
+    shoot, out_dir = tmp_path / "shoot", tmp_path / "sidecars"
+    for i in range(3):
+        real_jpeg(shoot / f"IMG_{i}.jpg", i)
+    env.reject_previews = {"IMG_1"}
+    code, out, err = run("predict", shoot, "--xmp", "--out", out_dir, "-j", "1", "--json")
+    assert code == 1 and "done 2, skipped 0 (0 up to date), failed 1" in out
+    assert f"failed: {shoot / 'IMG_1.jpg'}: not a readable image" in err
+    assert sorted(p.name for p in out_dir.iterdir()) == ["IMG_0.xmp", "IMG_2.xmp"]
+    assert not list(shoot.glob("*.xmp"))
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert sorted(Path(r["xmp"]).name for r in records) == ["IMG_0.xmp", "IMG_2.xmp"]
+    env.refuse_batches = True
+    env.reject_previews = set()
+    code, out, err = run("predict", shoot, "--xmp", "--out", out_dir, "-j", "1")
+    assert code == 1 and "failed 1" in out and "the server is refusing batches" in err
+    assert not (out_dir / "IMG_1.xmp").exists()
 
 
 def test_predict_reports_bad_photos_and_goes_on(run, env, tmp_path):

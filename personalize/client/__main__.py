@@ -4,4 +4,6 @@ import sys
 
 from personalize.client import main
 
-sys.exit(main())
+# Guarded: `predict --xmp` decodes in spawned worker processes, which import the main module again.
+if __name__ == "__main__":
+    sys.exit(main())

@@ -156,8 +156,10 @@ class Client:
             headers["Authorization"] = f"Token {self.token}"
         kwargs.setdefault("timeout", self.timeout)
         for attempt in range(MAX_THROTTLE_RETRIES + 1):
-            for value in kwargs.get("files", {}).values():  # rewind uploads before a retry
-                value[1].seek(0)
+            files = kwargs.get("files") or {}
+            for _, value in files.items() if isinstance(files, dict) else files:
+                if hasattr(value[1], "seek"):  # rewind uploads before a retry (bytes need none)
+                    value[1].seek(0)
             try:
                 response = self.session.request(method, self.url(path), headers=headers, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:
@@ -320,3 +322,28 @@ class Client:
         with open(image, "rb") as handle:
             response = self.request("POST", "render", data=data, files={"image": (Path(image).name, handle)})
         return response.content
+
+    def batch_limits(self) -> dict:
+        """{"model": the model answering now, "max_previews", "preview_size", "max_preview_side"}"""
+        return self.json("GET", "predict/batch")
+
+    def predict_batch(
+        self, previews: list[tuple[str, bytes]], strength: float = 1.0, format: str = "xmp"
+    ) -> tuple[dict, int]:
+        """Sliders (and with format=xmp each sidecar's text) for (file name, preview bytes) pairs.
+
+        -> ({"model": {...}, "results": [{"name", "adjustments", "xmp"} or {"name", "error"}, ...] in
+        order}, bytes sent). previews are PNG or JPEG bytes as personalize.client.previews makes them.
+        """
+        files = [
+            ("previews", (name, data, "image/png" if data[:4] == b"\x89PNG" else "image/jpeg"))
+            for name, data in previews
+        ]
+        response = self.request(
+            "POST", "predict/batch", data={"strength": str(strength), "format": format}, files=files
+        )
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ApiError(response.status_code, "the server's answer to predict/batch is not JSON") from exc
+        return body, len(response.request.body or b"")

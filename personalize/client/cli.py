@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from personalize.client import shoot
 from personalize.client.api import (
     DEFAULT_TIMEOUT,
     ApiError,
@@ -29,6 +30,7 @@ from personalize.client.api import (
     content_hash,
     normalize_server,
 )
+from personalize.client.previews import is_raw
 
 PROG = "personalize-client"
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -598,15 +600,19 @@ def cmd_activate(args: argparse.Namespace, settings: Settings) -> int:
 # --- predict ----------------------------------------------------------------------------------------------
 
 
-def expand_images(raw_paths: list[str]) -> list[Path]:
-    """Files as given (any extension: the server decides), folders expanded to their supported photos."""
+def expand_images(raw_paths: list[str], raw: bool = False) -> list[Path]:
+    """Files as given (any extension: the server decides), folders expanded to their supported photos
+    (and with raw=True their RAW files, whose embedded previews the client reads)."""
     images: list[Path] = []
-    for raw in raw_paths:
-        path = Path(raw).expanduser()
+    for given in raw_paths:
+        path = Path(given).expanduser()
         if not path.exists():
-            raise UsageError(f"file not found: {raw}")
+            raise UsageError(f"file not found: {given}")
         if path.is_dir():
-            images.extend(supported_files(path)[0])
+            photos, others = supported_files(path)
+            images.extend(photos)
+            if raw:
+                images.extend(other for other in others if is_raw(other))
         else:
             images.append(path)
     if not images:
@@ -625,7 +631,11 @@ def render_name(image: Path, used: set[str]) -> str:
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     if not 0 <= args.strength <= 2:
         raise UsageError("--strength must be between 0 and 2")
-    images = expand_images(args.images)
+    if args.out and not args.xmp:
+        raise UsageError("--out is where --xmp writes sidecars: pass --xmp too")
+    images = expand_images(args.images, raw=args.xmp and not args.render)
+    if args.xmp and not args.render:
+        return predict_shoot(args, settings, images)
     out_dir = None
     if args.render:
         out_dir = Path(args.render).expanduser()
@@ -680,6 +690,61 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
         err(f"{failures} of {len(images)} photo(s) failed")
         return EXIT_FAILED
     return EXIT_OK
+
+
+def predict_shoot(args: argparse.Namespace, settings: Settings, images: list[Path]) -> int:
+    """--xmp without --render: previews decoded here, sent in batches, sidecars written (shoot.py)."""
+    out_dir = None
+    if args.out:
+        out_dir = Path(args.out).expanduser()
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"not a folder: {args.out}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+    client = settings.client()
+    started = time.perf_counter()
+    limits = client.batch_limits()
+    todo, skipped = shoot.plan(images, out_dir, args.overwrite, limits.get("model") or {}, args.strength)
+    err(
+        f"{len(images)} photo(s): {len(todo)} to predict with the {shoot.model_label(limits.get('model') or {})} "
+        f"model, {len(skipped)} skipped; decoding on {args.jobs} core(s)"
+    )
+    bar = tqdm(total=len(todo), desc="sidecars", unit="photo", file=sys.stderr, disable=None, leave=True)
+
+    def on_photo(photo, record, error) -> None:
+        if record and args.json:
+            line = {"image": str(photo.path), **record, "xmp": str(photo.sidecar)}
+            tqdm.write(json.dumps(line), file=sys.stdout)
+        bar.update(1)
+
+    try:
+        outcome = shoot.run(
+            client, todo, strength=args.strength, limits=limits, jobs=args.jobs, on_photo=on_photo
+        )
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - started
+    skipped += outcome.skipped
+    for path, reason in skipped:
+        if reason != "up to date":
+            err(f"skipped: {path}: {reason}")
+    for path, reason in outcome.failed:
+        err(f"failed: {path}: {reason}")
+    stats = outcome.stats
+    done = len(outcome.done)
+    up_to_date = sum(1 for _, reason in skipped if reason == "up to date")
+    print(
+        f"done {done}, skipped {len(skipped)} ({up_to_date} up to date), failed {len(outcome.failed)} "
+        f"in {elapsed:.1f} s" + (f" ({done / elapsed:.1f} photos/s)" if done else "")
+    )
+    if done:
+        print(
+            f"sent {fmt_size(stats.bytes_sent)} ({fmt_size(stats.bytes_sent / done)} per photo) in "
+            f"{stats.requests} request(s); decoding {stats.decode_cpu_s:.1f} s of CPU, requests "
+            f"{stats.request_s:.1f} s (summed round trips); model: {', '.join(sorted(outcome.models))}"
+        )
+    if len(outcome.models) > 1:
+        err("note: the active model changed during the run; each sidecar records the model that made it")
+    return EXIT_FAILED if outcome.failed else EXIT_OK
 
 
 # --- the parser -------------------------------------------------------------------------------------------
@@ -778,7 +843,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--xmp", action="store_true", help="write NAME.xmp beside each photo (Lightroom, Camera Raw)"
     )
-    sub.add_argument("--overwrite", action="store_true", help="replace existing .xmp sidecars")
+    sub.add_argument(
+        "--overwrite", action="store_true", help="replace .xmp sidecars this client did not write"
+    )
+    sub.add_argument(
+        "--out", metavar="SIDECAR_DIR", help="write the sidecars there (default: beside each photo)"
+    )
+    sub.add_argument(
+        "--jobs",
+        "-j",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        help="processes decoding previews for --xmp (default: every core)",
+    )
     sub.add_argument("--render", metavar="OUT_DIR", help="write the edited photos as JPEGs into OUT_DIR")
     sub.add_argument(
         "--max-size", type=positive_int, help="longest side of rendered JPEGs (default: full size)"
