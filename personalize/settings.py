@@ -148,6 +148,10 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 MAX_BULK_UPLOAD_BYTES = env_int("MAX_BULK_UPLOAD_BYTES", 500 * 1024 * 1024)
 MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 50_000_000)
 
+# The editors' web app (personalize/web.py) signs in with Django sessions.
+LOGIN_URL = "web:signin"
+LOGIN_REDIRECT_URL = "web:pairs"
+
 # Security: production values whenever DEBUG is off (`manage.py check --deploy` passes).
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG

@@ -21,4 +21,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/queues/", dashboard_view, name="queue-dashboard"),
     path("admin/", admin.site.urls),
+    path("", include("personalize.web_urls")),  # the editors' web app (docs/webapp.md)
 ]

@@ -1,0 +1,197 @@
+// Pairs page: upload by drag-and-drop or pickers, with a row per pair (or zip) showing its progress and the
+// server's verdict. Which files make a pair is asked of the server (/pairs/match: the same matching by name
+// as a bulk zip), then each pair is sent on its own to /pairs/upload (the API's single-pair upload), so one
+// bad file refuses only its own pair, with the API's reason.
+"use strict";
+
+(() => {
+  const { post, errorsOf, wireConfirmations, wireCompareToggles } = window.Personalize;
+  const zone = document.getElementById("dropzone");
+  const urls = { match: zone.dataset.matchUrl, upload: zone.dataset.uploadUrl, zip: zone.dataset.zipUrl };
+  const list = document.getElementById("upload-list");
+  const rows = list.querySelector("tbody");
+  const summary = document.getElementById("upload-summary");
+  const tagsInput = document.getElementById("upload-tags");
+  const picked = { before: [], after: [] };
+  let busy = false;
+
+  function addRow(label) {
+    list.hidden = false;
+    const row = rows.insertRow();
+    row.insertCell().textContent = label;
+    const bar = document.createElement("progress");
+    bar.max = 1;
+    bar.value = 0;
+    bar.setAttribute("aria-label", `upload of ${label}`);
+    row.insertCell().appendChild(bar);
+    const result = row.insertCell();
+    result.textContent = "waiting";
+    return {
+      row,
+      progress(fraction) {
+        bar.value = fraction;
+        result.textContent = fraction < 1 ? `sending ${Math.round(fraction * 100)} %` : "checking and storing…";
+      },
+      finish(kind, text) {
+        bar.value = 1;
+        row.className = kind;
+        result.textContent = text;
+        result.className = kind;
+      },
+    };
+  }
+
+  function rejectedRow(name, reason) {
+    addRow(name).finish("rejected", `rejected: ${reason}`);
+  }
+
+  // Every file of a drop, folders walked, each with its path inside the drop ("shoot/before/IMG_1.jpg").
+  async function dropped(dataTransfer) {
+    const entries = [...dataTransfer.items].map((item) => item.webkitGetAsEntry && item.webkitGetAsEntry()).filter(Boolean);
+    if (!entries.length) return [...dataTransfer.files].map((file) => ({ path: file.name, file }));
+    const out = [];
+    async function walk(entry) {
+      if (entry.isFile) {
+        const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+        out.push({ path: entry.fullPath.replace(/^\//, ""), file });
+      } else if (entry.isDirectory) {
+        const reader = entry.createReader();
+        for (;;) {
+          const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+          if (!batch.length) break;
+          for (const child of batch) await walk(child);
+        }
+      }
+    }
+    for (const entry of entries) await walk(entry);
+    return out;
+  }
+
+  async function uploadZip(file, tags, counts) {
+    const row = addRow(file.name);
+    const body = new FormData();
+    body.append("file", file);
+    body.append("tags", tags);
+    const xhr = await post(urls.zip, body, { onProgress: (f) => row.progress(f) });
+    if (xhr.status !== 201) {
+      counts.rejected += 1;
+      row.finish("rejected", `rejected: ${(await errorsOf(xhr)).join("; ")}`);
+      return;
+    }
+    const { stored, skipped } = xhr.response;
+    counts.stored += stored.length;
+    row.finish("stored", `${stored.length} pair${stored.length === 1 ? "" : "s"} stored, ${skipped.length} skipped`);
+    stored.forEach((pair) => addRow(`${file.name}: ${pair.name}`).finish("stored", "stored"));
+    skipped.forEach((item) => {
+      counts.rejected += 1;
+      rejectedRow(`${file.name}: ${item.name}`, item.reason);
+    });
+  }
+
+  async function uploadPair(pair, files, tags, counts) {
+    const row = addRow(`${pair.name} (${pair.before} + ${pair.after})`);
+    const body = new FormData();
+    body.append("before", files.get(pair.before), pair.before.split("/").pop());
+    body.append("after", files.get(pair.after), pair.after.split("/").pop());
+    body.append("name", pair.name);
+    body.append("tags", tags);
+    const xhr = await post(urls.upload, body, { onProgress: (f) => row.progress(f) });
+    if (xhr.status === 201) {
+      counts.stored += 1;
+      row.finish("stored", "stored");
+    } else if (xhr.status === 200) {
+      counts.duplicates += 1;
+      row.finish("duplicate", `already uploaded as pair ${xhr.response.pair.id}`);
+    } else {
+      counts.rejected += 1;
+      row.finish("rejected", `rejected: ${(await errorsOf(xhr)).join("; ")}`);
+    }
+  }
+
+  async function upload(items) {
+    if (busy || !items.length) return;
+    busy = true;
+    rows.replaceChildren();
+    const counts = { stored: 0, duplicates: 0, rejected: 0 };
+    const tags = tagsInput.value;
+    try {
+      const zips = items.filter((item) => item.path.toLowerCase().endsWith(".zip"));
+      const photos = items.filter((item) => !item.path.toLowerCase().endsWith(".zip"));
+      summary.textContent = `Uploading ${items.length} file${items.length === 1 ? "" : "s"}…`;
+      if (photos.length) {
+        const files = new Map(photos.map((item) => [item.path, item.file]));
+        const xhr = await post(urls.match, JSON.stringify({ names: [...files.keys()] }), { json: true });
+        if (xhr.status !== 200) {
+          summary.textContent = `Nothing was uploaded: ${(await errorsOf(xhr)).join("; ")}`;
+          return;
+        }
+        xhr.response.skipped.forEach((item) => {
+          counts.rejected += 1;
+          rejectedRow(item.name, item.reason);
+        });
+        if (!xhr.response.pairs.length && !zips.length) {
+          summary.textContent =
+            "No pairs found: put the originals in a folder named before/ and your edits in one named after/, with the same file names.";
+          return;
+        }
+        // One pair at a time: each is aligned and checked on arrival, and the rows fill in order.
+        for (const pair of xhr.response.pairs) await uploadPair(pair, files, tags, counts);
+      }
+      for (const zip of zips) await uploadZip(zip.file, tags, counts);
+      const parts = [`${counts.stored} pair${counts.stored === 1 ? "" : "s"} stored`];
+      if (counts.duplicates) parts.push(`${counts.duplicates} already uploaded`);
+      parts.push(`${counts.rejected} rejected`);
+      summary.textContent = `Done: ${parts.join(", ")}.`;
+      if (counts.stored) await refreshGrid();
+    } catch (error) {
+      summary.textContent = `The upload stopped: ${error.message}`;
+    } finally {
+      busy = false;
+    }
+  }
+
+  // Show the new pairs without leaving the page (the upload report stays).
+  async function refreshGrid() {
+    const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    for (const id of ["grid-section", "pair-count"]) {
+      const next = fresh.getElementById(id);
+      if (next) document.getElementById(id).replaceWith(next);
+    }
+    const section = document.getElementById("grid-section");
+    wireConfirmations(section);
+    wireCompareToggles(section);
+  }
+
+  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", async (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    upload(await dropped(event.dataTransfer));
+  });
+
+  document.getElementById("pick-folder").addEventListener("change", (event) => {
+    upload([...event.target.files].map((file) => ({ path: file.webkitRelativePath || file.name, file })));
+    event.target.value = "";
+  });
+  document.getElementById("pick-zip").addEventListener("change", (event) => {
+    upload([...event.target.files].map((file) => ({ path: file.name, file })));
+    event.target.value = "";
+  });
+  const uploadPicked = document.getElementById("upload-picked");
+  for (const side of ["before", "after"]) {
+    document.getElementById(`pick-${side}`).addEventListener("change", (event) => {
+      picked[side] = [...event.target.files];
+      uploadPicked.disabled = !(picked.before.length && picked.after.length);
+    });
+  }
+  uploadPicked.addEventListener("click", () => {
+    const items = ["before", "after"].flatMap((side) => picked[side].map((file) => ({ path: `${side}/${file.name}`, file })));
+    picked.before = [];
+    picked.after = [];
+    uploadPicked.disabled = true;
+    upload(items);
+  });
+})();

@@ -1,0 +1,488 @@
+"""The editors' web app: server-rendered pages over the same actions as the API (docs/webapp.md).
+
+Views here only scope to the signed-in editor, call the functions the API views call (the `do_*` actions
+and owner-scoped querysets in personalize/views.py, and the services under them) and render a template or
+a small JSON answer for the page's own JavaScript. Nothing is decided here that the API decides
+differently: a refused upload shows the API's reason, a refused job the API's message.
+
+Security as for the API: every POST is checked by Django's CSRF middleware (no view is exempt), objects
+are looked up through the editor's own querysets so that another editor's id answers 404, and uploads,
+predictions and sign-in attempts count against the API's throttles (same scopes, same cache keys).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from functools import wraps
+from pathlib import PurePosixPath
+from types import SimpleNamespace
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.views import redirect_to_login
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+from rest_framework.exceptions import ValidationError
+
+from personalize import jobs, pairs, results, serializers
+from personalize.images import UploadError
+from personalize.models import PairTag
+from personalize.throttles import ScopedThrottle
+from personalize.views import (
+    active_model_id,
+    do_activate_model,
+    do_bulk_upload,
+    do_cancel_job,
+    do_create_job,
+    do_predict,
+    do_render,
+    do_upload_pair,
+    own_jobs,
+    own_models,
+    own_pairs,
+)
+from rlcore.editor import ADJUSTMENTS
+from rlcore.xmp import to_xmp
+
+PAIRS_PER_PAGE = 24
+# "Face weighting on" weights faces twice as much as the rest of the photo (rlcore.faces' default).
+FACE_WEIGHT_ON = 1.0
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+
+def reasons(detail) -> list[str]:
+    """A DRF ValidationError's detail as sentences: "before: not a readable image ..."."""
+    if isinstance(detail, dict):
+        out = []
+        for field, value in detail.items():
+            for reason in value if isinstance(value, list) else [value]:
+                out.append(str(reason) if field in ("detail", "non_field_errors") else f"{field}: {reason}")
+        return out
+    if isinstance(detail, list):
+        return [str(reason) for reason in detail]
+    return [str(detail)]
+
+
+def sentence(text: str) -> str:
+    """A service's message ("training needs at least ...") as a sentence for a page."""
+    text = text.strip()
+    return f"{text[:1].upper()}{text[1:]}{'' if text.endswith('.') else '.'}"
+
+
+def throttled(request, scope: str) -> JsonResponse | None:
+    """A 429 answer when the editor is over the API's rate for `scope` (shared counters), else None."""
+    throttle = ScopedThrottle()
+    if throttle.allow_request(request, SimpleNamespace(throttle_scope=scope)):
+        return None
+    wait = math.ceil(throttle.wait() or 1)
+    return JsonResponse({"errors": [f"too many requests; try again in {wait} s"]}, status=429)
+
+
+def form_data(request):
+    """The POST's fields and files together, as DRF's request.data gives them to the serializers."""
+    data = request.POST.copy()
+    data.update(request.FILES)
+    return data
+
+
+def page(view):
+    """A page for signed-in editors; anyone else is sent to sign in and brought back."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), reverse("web:signin"))
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def endpoint(view):
+    """A JSON or file answer for the pages' scripts: 401 in words when the session has ended."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return JsonResponse({"errors": ["you are signed out; sign in again"]}, status=401)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def back(request, default: str):
+    """Redirect to the form's `next` (a path on this site only), else to `default`."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return redirect(target)
+    return redirect(default)
+
+
+def jpeg_response(image, max_age: int = 0) -> HttpResponse:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=88)
+    response = HttpResponse(buffer.getvalue(), content_type="image/jpeg")
+    # A pair's photos never change (a new upload is a new pair), so its previews can be kept a day.
+    response["Cache-Control"] = f"private, max-age={max_age}" if max_age else "private, no-store"
+    return response
+
+
+# --- signing in and out -----------------------------------------------------------------------------------
+
+
+def root(request):
+    return redirect("web:pairs" if request.user.is_authenticated else "web:signin")
+
+
+class SignInView(auth_views.LoginView):
+    """Django's session sign-in for the editors' accounts, counted against the API's login throttle."""
+
+    template_name = "personalize/web/signin.html"
+    redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        refused = throttled(request, "auth")
+        if refused is not None:
+            form = self.get_form()
+            form.errors.clear()
+            context = self.get_context_data(form=form, throttled=json.loads(refused.content)["errors"][0])
+            return self.render_to_response(context, status=429)
+        return super().post(request, *args, **kwargs)
+
+    def get_default_redirect_url(self):
+        return reverse("web:pairs")
+
+
+class SignOutView(auth_views.LogoutView):
+    next_page = "web:signin"
+
+
+# --- pairs ------------------------------------------------------------------------------------------------
+
+
+@page
+@require_GET
+def pairs_page(request):
+    tag = request.GET.get("tag", "").strip()
+    queryset = own_pairs(request.user, tag or None)
+    listing = Paginator(queryset, PAIRS_PER_PAGE).get_page(request.GET.get("page"))
+    tags = (
+        PairTag.objects.filter(pair__owner=request.user)
+        .values_list("name", flat=True)
+        .distinct()
+        .order_by("name")
+    )
+    return render(
+        request,
+        "personalize/web/pairs.html",
+        {
+            "listing": listing,
+            "tag": tag,
+            "tags": list(tags),
+            "total": own_pairs(request.user).count(),
+            "min_pairs": settings.MIN_PAIRS_FOR_TRAINING,
+            "max_upload_mb": settings.MAX_UPLOAD_BYTES // (1024 * 1024),
+        },
+    )
+
+
+@page
+@require_POST
+def pair_delete(request, pk: int):
+    pair = get_object_or_404(own_pairs(request.user), pk=pk)
+    name = str(pair)
+    pairs.delete_pair(pair)  # what the API's DELETE /api/v1/pairs/<id> calls
+    messages.success(request, f"Deleted {name}.")
+    return back(request, reverse("web:pairs"))
+
+
+@endpoint
+@require_GET
+def pair_image(request, pk: int, which: str):
+    if which not in ("before", "after"):
+        raise Http404("no such image")
+    pair = get_object_or_404(own_pairs(request.user), pk=pk)
+    try:
+        image = results.preview(pair, which)
+    except UploadError as exc:
+        return JsonResponse({"errors": [exc.reason]}, status=410)
+    return jpeg_response(image, max_age=86400)
+
+
+@endpoint
+@require_POST
+def pairs_match(request):
+    """Which of a dropped folder's files make pairs, by name, as a bulk zip's are matched (no upload yet)."""
+    try:
+        names = json.loads(request.body or b"{}").get("names")
+    except (json.JSONDecodeError, AttributeError):
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return JsonResponse({"errors": ['expected JSON {"names": [file paths]}']}, status=400)
+    try:
+        matched, skipped = pairs.match_by_name(names)
+    except UploadError as exc:
+        return JsonResponse({"errors": [exc.reason]}, status=400)
+    return JsonResponse(
+        {
+            "pairs": [
+                {"name": PurePosixPath(before).stem, "before": before, "after": after}
+                for _, before, after in matched
+            ],
+            "skipped": skipped,
+        }
+    )
+
+
+@endpoint
+@require_POST
+def pair_upload(request):
+    """One pair, as POST /api/v1/pairs: {"pair": {...}, "created": bool} or {"errors": [reasons]}."""
+    refused = throttled(request, "uploads")
+    if refused is not None:
+        return refused
+    try:
+        pair, created = do_upload_pair(request.user, form_data(request))
+    except ValidationError as exc:
+        return JsonResponse({"errors": reasons(exc.detail)}, status=400)
+    return JsonResponse(
+        {"pair": serializers.PairSerializer(pair).data, "created": created}, status=201 if created else 200
+    )
+
+
+@endpoint
+@require_POST
+def pair_upload_zip(request):
+    """A zip, as POST /api/v1/pairs/bulk: {"stored": [{id, name}], "skipped": [{name, reason}]}."""
+    refused = throttled(request, "uploads")
+    if refused is not None:
+        return refused
+    try:
+        result = do_bulk_upload(request.user, form_data(request))
+    except ValidationError as exc:
+        return JsonResponse({"errors": reasons(exc.detail)}, status=400)
+    stored = [{"id": pair.pk, "name": pair.name} for pair in result["stored"]]
+    return JsonResponse({"stored": stored, "skipped": result["skipped"]}, status=201)
+
+
+# --- training ---------------------------------------------------------------------------------------------
+
+
+@page
+@require_GET
+def training_page(request):
+    available = own_pairs(request.user).count()
+    return render(
+        request,
+        "personalize/web/training.html",
+        {
+            "active": jobs.active_job(request.user),
+            "recent": own_jobs(request.user)[:20],
+            "available": available,
+            "min_pairs": settings.MIN_PAIRS_FOR_TRAINING,
+            "missing": max(0, settings.MIN_PAIRS_FOR_TRAINING - available),
+            "default_seconds": settings.TRAINING_DEFAULT_SECONDS,
+            "max_seconds": settings.TRAINING_MAX_SECONDS,
+        },
+    )
+
+
+@page
+@require_POST
+def training_start(request):
+    data = {
+        "seconds": request.POST.get("seconds", ""),
+        "face_weight": FACE_WEIGHT_ON if request.POST.get("faces") else 0.0,
+    }
+    if data["seconds"] == "":
+        del data["seconds"]  # the API's default budget
+    try:
+        job = do_create_job(request.user, data)
+    except ValidationError as exc:
+        for reason in reasons(exc.detail):
+            messages.error(request, reason.replace("seconds:", "Budget:", 1))
+    except (jobs.NotEnoughPairs, jobs.ActiveJobExists) as exc:
+        messages.error(request, sentence(str(exc)))
+        if isinstance(exc, jobs.ActiveJobExists):
+            return redirect("web:job", pk=exc.job_id)
+    else:
+        return redirect("web:job", pk=job.pk)
+    return redirect("web:training")
+
+
+@page
+@require_GET
+def job_page(request, pk: int):
+    job = get_object_or_404(own_jobs(request.user), pk=pk)
+    return render(request, "personalize/web/job.html", {"job": job, "state": job_state(job)})
+
+
+def job_state(job) -> dict:
+    """The job as the API shows it (JobSerializer), plus its validation curve and its events."""
+    return {
+        **serializers.JobSerializer(job).data,
+        "active": job.is_active,
+        "curve": job.curve,
+        "events": serializers.JobEventSerializer(job.events.all(), many=True).data,
+        "model_url": reverse("web:models") + f"#model-{job.model_id}" if job.model_id else None,
+    }
+
+
+@endpoint
+@require_GET
+def job_json(request, pk: int):
+    job = get_object_or_404(own_jobs(request.user), pk=pk)
+    return JsonResponse(job_state(job))
+
+
+@page
+@require_POST
+def job_cancel(request, pk: int):
+    try:
+        job = do_cancel_job(request.user, pk)
+    except jobs.JobFinished as exc:
+        messages.error(request, sentence(f"nothing to cancel: {exc}"))
+    else:
+        if job.status == job.Status.CANCELLED:
+            messages.success(request, "Cancelled before it started.")
+        else:
+            messages.success(request, "Cancellation requested; the worker stops within seconds.")
+    return redirect("web:job", pk=pk)
+
+
+# --- models -----------------------------------------------------------------------------------------------
+
+
+@page
+@require_GET
+def models_page(request):
+    models = list(own_models(request.user))
+    active_id = active_model_id(request.user)
+    active_version = next((model.version for model in models if model.pk == active_id), None)
+    return render(
+        request,
+        "personalize/web/models.html",
+        {"models": models, "active_id": active_id, "active_version": active_version},
+    )
+
+
+@page
+@require_POST
+def model_activate(request, pk: int):
+    model = do_activate_model(request.user, pk)
+    messages.success(request, f"Version {model.version} now answers your predictions.")
+    return redirect("web:models")
+
+
+# --- results and trying a photo ---------------------------------------------------------------------------
+
+
+@page
+@require_GET
+def results_page(request):
+    models = own_models(request.user)
+    chosen = request.GET.get("model")
+    if chosen:
+        if not chosen.isdigit():
+            raise Http404("no such model among yours")
+        model = get_object_or_404(models, pk=int(chosen))
+    else:
+        model = models.filter(pk=active_model_id(request.user)).first()
+    worst_first = request.GET.get("order") == "worst"
+    report = results.results_for(model) if model is not None else None
+    rows = []
+    if report is not None:
+        rows = list(reversed(report.pairs)) if worst_first else report.pairs
+    return render(
+        request,
+        "personalize/web/results.html",
+        {
+            "model": model,
+            "report": report,
+            "rows": rows,
+            "worst_first": worst_first,
+            "models": models,
+            "active_id": active_model_id(request.user),
+        },
+    )
+
+
+@endpoint
+@require_GET
+def result_image(request, model_pk: int, pk: int, which: str):
+    if which not in results.PREVIEWS:
+        raise Http404("no such image")
+    model = get_object_or_404(own_models(request.user), pk=model_pk)
+    pair = get_object_or_404(own_pairs(request.user), pk=pk)
+    try:
+        image = results.preview(pair, which, model)
+    except UploadError as exc:
+        return JsonResponse({"errors": [exc.reason]}, status=410)
+    return jpeg_response(image, max_age=86400)
+
+
+@page
+@require_GET
+def try_page(request):
+    return render(
+        request,
+        "personalize/web/try.html",
+        {"adjustments": ADJUSTMENTS, "max_upload_mb": settings.MAX_UPLOAD_BYTES // (1024 * 1024)},
+    )
+
+
+@endpoint
+@require_POST
+def try_predict(request):
+    """The sliders for the photo, as POST /api/v1/predict: {"adjustments", "model"}."""
+    refused = throttled(request, "predictions")
+    if refused is not None:
+        return refused
+    try:
+        adjustments, _, served = do_predict(request.user, form_data(request))
+    except ValidationError as exc:
+        return JsonResponse({"errors": reasons(exc.detail)}, status=400)
+    return JsonResponse({"adjustments": adjustments, "model": served.describe()})
+
+
+@endpoint
+@require_POST
+def try_render(request):
+    """The photo edited, as POST /api/v1/render: a JPEG, its sliders in the X-Adjustments header."""
+    refused = throttled(request, "predictions")
+    if refused is not None:
+        return refused
+    try:
+        rendered, adjustments = do_render(request.user, form_data(request))
+    except ValidationError as exc:
+        return JsonResponse({"errors": reasons(exc.detail)}, status=400)
+    response = HttpResponse(rendered, content_type="image/jpeg")
+    response["X-Adjustments"] = json.dumps(adjustments)
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@endpoint
+@require_POST
+def try_xmp(request):
+    """The XMP sidecar for the photo at the chosen strength, as POST /api/v1/predict with format=xmp."""
+    refused = throttled(request, "predictions")
+    if refused is not None:
+        return refused
+    data = form_data(request)
+    data["format"] = "xmp"
+    try:
+        adjustments, _, _ = do_predict(request.user, data)
+    except ValidationError as exc:
+        return JsonResponse({"errors": reasons(exc.detail)}, status=400)
+    response = HttpResponse(to_xmp(adjustments), content_type="application/rdf+xml; charset=utf-8")
+    response["Cache-Control"] = "private, no-store"
+    return response
