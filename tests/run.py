@@ -6,9 +6,12 @@ Database: $DATABASE_URL if set; else the PostgreSQL on 127.0.0.1:5432 (database 
 one answers, as on CI; else SQLite. Broker: $REDIS_URL if set; else the Redis on 127.0.0.1:6379 when one
 answers (its database 15, emptied first); else a redis-server this script starts on a free port and
 stops at the end. A run that collects no tests fails.
+Browser tests (tests/test_browser.py) run when `chromium` and `chromedriver` are on PATH; otherwise this says
+plainly that they are skipped (with BROWSER_TESTS=required, as .ci/run sets it, they fail instead).
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,9 +59,29 @@ def import_contracts_kept() -> bool:
     return code == 0
 
 
+def report_browser() -> None:
+    """Say up front whether the browser tests will run: a skip must not pass unnoticed."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromedriver = shutil.which("chromedriver")
+    if chromium and chromedriver:
+        print(f"[tests] browser tests: {chromium} through {chromedriver}", flush=True)
+    elif os.environ.get("BROWSER_TESTS") == "required":
+        print(
+            "[tests] browser tests: REQUIRED but chromium or chromedriver is missing; they will fail",
+            flush=True,
+        )
+    else:
+        print(
+            "[tests] browser tests: SKIPPED, no chromium and chromedriver on PATH "
+            "(Debian/Ubuntu: apt-get install chromium chromium-driver)",
+            flush=True,
+        )
+
+
 def main() -> int:
     if not import_contracts_kept():
         return 1
+    report_browser()
     env = dict(os.environ)
     scratch = Path(tempfile.mkdtemp(prefix="personalize-tests-"))
     env.setdefault("VAR_DIR", str(scratch / "var"))
