@@ -6,10 +6,16 @@ Starts gunicorn (several processes) on a free port against a scratch SQLite data
 creates an editor, and drives POST /api/v1/predict with ApacheBench (`ab`, Debian package apache2-utils),
 a real HTTP load generator, sending a multipart body with a 4000x3000 JPEG. Prints p50/p90/p99 latency and
 requests per second as ab measured them.
+
+Then, in the same run and on the same cores, the decode-only ceiling: one process per core decoding the
+same file in a loop exactly as the server does (personalize.images.UploadedPhoto.decode at the prediction
+size), no HTTP. Requests/s over that ceiling is the share of the machine the rest of the request (HTTP,
+multipart, authentication, model, database, the load generator) leaves to decoding; the goal is >= 85 %.
 """
 
 import argparse
 import io
+import multiprocessing
 import os
 import re
 import subprocess
@@ -37,6 +43,31 @@ def twelve_megapixel_jpeg() -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=92)
     return buffer.getvalue()
+
+
+def decode_loop(photo: bytes, seconds: float) -> int:
+    """How many times this process decodes the photo, as a prediction does, in `seconds`."""
+    import django
+
+    django.setup()  # DJANGO_SETTINGS_MODULE set by decode_ceiling
+    from personalize.images import inspect_bytes
+    from personalize.inference import PREDICTION_SIDE
+
+    uploaded = inspect_bytes("image", photo)
+    count, deadline = 0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        uploaded.decode(max_side=PREDICTION_SIDE)
+        count += 1
+    return count
+
+
+def decode_ceiling(photo: bytes, seconds: float = 10.0) -> float:
+    """Decodes per second with every core decoding (one process each), nothing else."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "personalize.settings")
+    with multiprocessing.get_context("spawn").Pool(os.cpu_count()) as pool:
+        pool.starmap(decode_loop, [(photo, 1.0)] * os.cpu_count())  # warm: imports, first decode
+        counts = pool.starmap(decode_loop, [(photo, seconds)] * os.cpu_count())
+    return sum(counts) / seconds
 
 
 def multipart_body(field: str, filename: str, data: bytes, boundary: str) -> bytes:
@@ -143,6 +174,7 @@ def main() -> int:
         server.terminate()
         server.wait(timeout=30)
 
+    ceiling = decode_ceiling(photo)
     failed = int(re.search(r"Failed requests:\s+(\d+)", result).group(1))
     non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", result)
     rps = float(re.search(r"Requests per second:\s+([\d.]+)", result).group(1))
@@ -157,6 +189,10 @@ def main() -> int:
         f"max {percentiles['100']} ms"
     )
     print(f"throughput: {rps:.1f} requests/s")
+    print(
+        f"decode-only ceiling: {ceiling:.1f} decodes/s on {os.cpu_count()} cores; requests/s are "
+        f"{100 * rps / ceiling:.0f} % of it (goal >= 85 %)"
+    )
     print("command: .venv/bin/python bench/bench_api.py " + " ".join(sys.argv[1:]))
     return 0 if failed == 0 and not non_2xx else 1
 
