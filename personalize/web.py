@@ -52,6 +52,7 @@ from rlcore.editor import ADJUSTMENTS
 from rlcore.xmp import to_xmp
 
 PAIRS_PER_PAGE = 24
+RESULTS_PER_PAGE = 12
 # "Face weighting on" weights faces twice as much as the rest of the photo (rlcore.faces' default).
 FACE_WEIGHT_ON = 1.0
 
@@ -401,13 +402,17 @@ def results_page(request):
     rows = []
     if report is not None:
         rows = list(reversed(report.pairs)) if worst_first else report.pairs
+    # Each row is three rendered images: a page of them at a time, however many pairs were held out.
+    listing = Paginator(rows, RESULTS_PER_PAGE).get_page(request.GET.get("page"))
     return render(
         request,
         "personalize/web/results.html",
         {
             "model": model,
             "report": report,
-            "rows": rows,
+            "rows": listing.object_list,
+            "listing": listing,
+            "shown": len(rows),
             "worst_first": worst_first,
             "models": models,
             "active_id": active_model_id(request.user),

@@ -405,6 +405,11 @@ def test_results_show_the_held_out_pairs_before_model_and_own_edit(alice, settin
     assert sum(scores) / len(scores) == pytest.approx(model.metrics["val_delta_e_personal"], abs=0.02)
     worst = alice.get(reverse("web:results") + "?order=worst").context["rows"]
     assert [r.pair.pk for r in worst] == [r.pair.pk for r in reversed(report.pairs)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("personalize.web.RESULTS_PER_PAGE", 1)
+        second = alice.get(reverse("web:results") + "?order=worst&page=2")
+        assert [r.pair.pk for r in second.context["rows"]] == [report.pairs[0].pair.pk]
+        assert "Page 2 of 2" in second.content.decode()
     page = response.content.decode()
     assert "What the model does" in page and "Your own edit" in page and "which it never learned from" in page
     for which in ("before", "model", "after"):
