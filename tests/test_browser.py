@@ -59,7 +59,13 @@ def browser(tmp_path_factory):
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
         options.add_argument(argument)
     options.add_experimental_option(
-        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+        "prefs",
+        {
+            "download.default_directory": str(downloads),
+            "download.prompt_for_download": False,
+            # A page's second download would otherwise wait for a permission nobody can give headless.
+            "profile.default_content_setting_values.automatic_downloads": 1,
+        },
     )
     driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     driver.downloads = downloads
@@ -319,12 +325,11 @@ def test_try_a_photo_strength_changes_the_preview_and_downloads(page):
     assert int(edited.get_attribute("data-render-ms")) < 1000
     page.shot("try")
 
-    page.find("#download-xmp").click()
-    page.find("#download-jpeg").click()
     downloads = Path(page.driver.downloads)
-    page.wait(
-        lambda: (downloads / "coffee.xmp").exists() and (downloads / "coffee-edited.jpg").exists(), timeout=30
-    )
+    page.find("#download-xmp").click()
+    page.wait(lambda: (downloads / "coffee.xmp").exists(), timeout=30, message="the XMP download")
+    page.find("#download-jpeg").click()
+    page.wait(lambda: (downloads / "coffee-edited.jpg").exists(), timeout=30, message="the JPEG download")
     assert b"crs:Exposure2012" in (downloads / "coffee.xmp").read_bytes()
     assert (downloads / "coffee-edited.jpg").read_bytes()[:2] == b"\xff\xd8"
 
