@@ -74,11 +74,14 @@ def base_model_path():
 
 
 def base_model() -> ServedModel:
+    """The shared base model, for predictions and as fine-tuning's start (the one cache for both)."""
+    path = str(base_model_path())
+
     def load():
-        model = load_model(base_model_path())
+        model = load_model(path)
         return ServedModel("base", None, str(model.metadata.get("base_version", "base")), model)
 
-    return cache.get(("base",), load)
+    return cache.get(("base", path), load)
 
 
 def personal_model(row: PersonalModel) -> ServedModel:

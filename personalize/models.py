@@ -170,10 +170,6 @@ class TrainingJob(models.Model):
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
 
-    @property
-    def checkpoint_name(self) -> str:
-        return f"checkpoints/{self.owner_id}/job-{self.pk}.ckpt"
-
 
 class JobEvent(models.Model):
     class Kind(models.TextChoices):

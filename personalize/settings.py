@@ -132,8 +132,31 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or VAR_DIR / "static")
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or VAR_DIR / "media")
+
+
+def media_storage(bucket: str) -> dict:
+    """Media (photos, thumbnails, published model files): every read and write goes through Django's
+    storage API (default_storage, FileField), so web and workers on different machines share it by
+    configuration. Without MEDIA_S3_BUCKET: files under MEDIA_ROOT (one machine, or one shared mount).
+    With it: an S3-compatible bucket through django-storages; credentials come from boto3's usual chain
+    (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, an instance role, ...). docs/deployment.md has the details."""
+    if not bucket:
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket,
+            "endpoint_url": os.environ.get("MEDIA_S3_ENDPOINT_URL") or None,  # MinIO, Ceph, R2, ...
+            "region_name": os.environ.get("MEDIA_S3_REGION") or None,
+            "location": os.environ.get("MEDIA_S3_PREFIX", ""),
+            "default_acl": None,  # private objects; the bucket's own policy applies
+            "file_overwrite": False,  # a name in use gets a new one, as on the file system
+        },
+    }
+
+
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": media_storage(os.environ.get("MEDIA_S3_BUCKET", "")),
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
         if not DEBUG
@@ -221,7 +244,8 @@ JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
 JOB_TIME_LIMIT_MARGIN = env_int("JOB_TIME_LIMIT_MARGIN", 300)  # soft time limit = budget + this
 JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30)
 JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 1.0)
-JOB_CHECKPOINT_SECONDS = env_float("JOB_CHECKPOINT_SECONDS", 5.0)
+# Training checkpoints stay on the worker's own disk (docs/deployment.md says why); default VAR_DIR/checkpoints.
+CHECKPOINT_DIR = os.environ.get("CHECKPOINT_DIR", "")
 SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 15.0)
 QUEUED_RESEND_SECONDS = env_int("QUEUED_RESEND_SECONDS", 300)
 MODEL_CACHE_SIZE = env_int("MODEL_CACHE_SIZE", 64)

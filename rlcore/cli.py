@@ -42,18 +42,10 @@ def _progress_bar(total_label: str):
 
 
 def _save(model, out: str) -> int:
-    import os
-
     from rlcore.checkpoint import model_bytes
+    from rlcore.files import write_atomic
 
-    path = Path(out)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    data = model_bytes(model)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return len(data)
+    return write_atomic(out, model_bytes(model))
 
 
 def _train_and_save(label: str, train, out: str, data, **kwargs) -> int:

@@ -25,6 +25,13 @@ def media_root(tmp_path, settings):
     return settings.MEDIA_ROOT
 
 
+@pytest.fixture(autouse=True)
+def checkpoint_dir(tmp_path, settings):
+    """The workers' local checkpoints (not media storage), per test; subprocess_env uses the same."""
+    settings.CHECKPOINT_DIR = str(tmp_path / "checkpoints")
+    return tmp_path / "checkpoints"
+
+
 def database_url_for_subprocess() -> str:
     """The URL of the database this test session really uses (the test database, not the configured one)."""
     from django.db import connection
@@ -43,6 +50,7 @@ def subprocess_env(media_root: Path, **overrides: str) -> dict:
     env.update(
         DATABASE_URL=database_url_for_subprocess(),
         MEDIA_ROOT=str(media_root),
+        CHECKPOINT_DIR=settings.CHECKPOINT_DIR,
         REDIS_URL=settings.CELERY_BROKER_URL,
         PYTHONUNBUFFERED="1",
     )

@@ -5,8 +5,10 @@ dead worker's job is re-queued within seconds instead of the production half-min
 """
 
 import time
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from personalize.accounts import create_or_get_editor
@@ -56,13 +58,18 @@ def files_under(root, pattern: str) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.glob(pattern) if p.is_file())
 
 
+def checkpoints(pattern: str = "**/*") -> list[str]:
+    """The workers' checkpoint files (on their local disk, CHECKPOINT_DIR), including temporary ones."""
+    return files_under(Path(settings.CHECKPOINT_DIR), pattern)
+
+
 def assert_one_model_per_job_and_no_orphans(media_root, jobs):
     for job in jobs:
         assert job.status == "succeeded", (job.pk, job.status, job.error)
         assert PersonalModel.objects.filter(job=job).count() == 1
     published = sorted(PersonalModel.objects.values_list("file", flat=True))
     assert files_under(media_root, "models/**/*") == published
-    assert files_under(media_root, "checkpoints/**/*") == []
+    assert checkpoints() == []
 
 
 @pytest.fixture
@@ -83,7 +90,7 @@ def test_sigkilled_worker_mid_job_resumes_on_a_new_worker(fast_recovery, media_r
     # Long enough that early stopping (never before 30 % of the budget) comes after the first checkpoint.
     job = create_job(user, seconds=30, seed=5)
     wait_for(
-        lambda: job_state(job.pk).step > 0 and files_under(media_root, "checkpoints/**/*.ckpt"),
+        lambda: job_state(job.pk).step > 0 and checkpoints("**/*.ckpt"),
         timeout=90,
         message="the job to run and write a checkpoint",
     )
@@ -146,7 +153,7 @@ def test_cancel_running_job_takes_effect_within_seconds(fast_recovery, media_roo
     )
     assert time.monotonic() - asked < 10
     assert not PersonalModel.objects.exists()
-    assert files_under(media_root, "models/**/*") == [] and files_under(media_root, "checkpoints/**/*") == []
+    assert files_under(media_root, "models/**/*") == [] and checkpoints() == []
 
 
 def test_fifty_editors_fifty_jobs_two_workers(fast_recovery, media_root, tmp_path, processes, settings):

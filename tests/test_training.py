@@ -60,7 +60,7 @@ def media_files(media_root, pattern: str) -> list:
     return sorted(p.relative_to(media_root).as_posix() for p in media_root.glob(pattern) if p.is_file())
 
 
-def test_run_job_in_process_publishes_one_model(editor, media_root):
+def test_run_job_in_process_publishes_one_model(editor, media_root, checkpoint_dir):
     add_pairs(editor, 6)
     job = create_job(editor, seconds=3, seed=1)
     assert training.run_job(job.pk) == "succeeded"
@@ -75,7 +75,8 @@ def test_run_job_in_process_publishes_one_model(editor, media_root):
     kinds = list(job.events.values_list("kind", flat=True))
     assert kinds[:2] == ["queued", "started"] and kinds[-1] == "succeeded"
     assert media_files(media_root, "models/*/*") == [model.file]
-    assert media_files(media_root, "checkpoints/**/*") == []
+    # the checkpoint was on the worker's disk (its folder is there) and is gone
+    assert checkpoint_dir.is_dir() and media_files(checkpoint_dir, "**/*") == []
     assert load_model((media_root / model.file).read_bytes()).metadata["kind"] == "personal"
 
     # A duplicate delivery of a finished job does nothing.
@@ -100,7 +101,9 @@ def test_cancelled_job_is_not_run(editor):
     assert job.status == Status.CANCELLED and not PersonalModel.objects.exists()
 
 
-def test_cancel_flag_stops_a_running_job_and_publishes_nothing(editor, media_root, monkeypatch):
+def test_cancel_flag_stops_a_running_job_and_publishes_nothing(
+    editor, media_root, checkpoint_dir, monkeypatch
+):
     add_pairs(editor, 4)
     job = create_job(editor, seconds=30)
     polls = []
@@ -121,7 +124,7 @@ def test_cancel_flag_stops_a_running_job_and_publishes_nothing(editor, media_roo
     job.refresh_from_db()
     assert job.status == Status.CANCELLED
     assert not PersonalModel.objects.exists()
-    assert media_files(media_root, "models/**/*") == [] and media_files(media_root, "checkpoints/**/*") == []
+    assert media_files(media_root, "models/**/*") == [] and media_files(checkpoint_dir, "**/*") == []
 
 
 def test_failed_publish_leaves_no_file_and_no_row(editor, media_root, monkeypatch):
@@ -170,7 +173,6 @@ def test_sweeper_requeues_stale_jobs_and_fails_exhausted_ones(editor, settings):
 def test_unreadable_base_model_fails_the_job_at_once(editor, settings, tmp_path, monkeypatch):
     add_pairs(editor, 4)
     job = create_job(editor, seconds=3)
-    monkeypatch.setattr(training, "_base_model", None)
     settings.BASE_MODEL_PATH = str(tmp_path / "missing.pt")
     with pytest.raises(Exception, match="missing.pt"):
         training.run_job(job.pk)
@@ -389,7 +391,9 @@ def flaky_finetune(monkeypatch, failures: int | None) -> list:
     return calls
 
 
-def test_transient_errors_are_retried_by_celery_until_the_job_succeeds(editor, media_root, monkeypatch):
+def test_transient_errors_are_retried_by_celery_until_the_job_succeeds(
+    editor, media_root, checkpoint_dir, monkeypatch
+):
     from workers.tasks import run_training_job
 
     add_pairs(editor, 4)
@@ -405,10 +409,12 @@ def test_transient_errors_are_retried_by_celery_until_the_job_succeeds(editor, m
     kinds = [k for k in job.events.values_list("kind", flat=True) if k not in ("progress", "checkpoint")]
     assert kinds == ["queued", "started", "requeued", "retried", "requeued", "retried", "succeeded"]
     assert "OperationalError" in job.events.filter(kind="requeued").first().message
-    assert media_files(media_root, "checkpoints/**/*") == []
+    assert media_files(checkpoint_dir, "**/*") == []
 
 
-def test_transient_errors_fail_the_job_at_its_attempt_limit(editor, media_root, monkeypatch, settings):
+def test_transient_errors_fail_the_job_at_its_attempt_limit(
+    editor, media_root, checkpoint_dir, monkeypatch, settings
+):
     from workers.tasks import run_training_job
 
     # The one limit is the job's: Celery's retry count is unlimited and never decides.
@@ -427,7 +433,7 @@ def test_transient_errors_fail_the_job_at_its_attempt_limit(editor, media_root, 
     assert list(job.events.values_list("kind", flat=True)).count("requeued") == 2
     assert job.events.last().kind == "failed"
     assert not PersonalModel.objects.exists()
-    assert media_files(media_root, "checkpoints/**/*") == []
+    assert media_files(checkpoint_dir, "**/*") == []
     # A late duplicate of the message finds the job finished and does nothing.
     assert training.run_job(job.pk) == "skipped"
 

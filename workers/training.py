@@ -3,10 +3,11 @@
 This module only orchestrates. Every change to the job's row (lease, progress, success, failure, hand-back
 for a retry) is a transition in personalize/jobs.py, which also explains why the row's lease, not the
 broker, decides who runs a job. What is done here: the pairs' thumbnails into a PairSet, rlcore's
-fine-tuning with a checkpoint in media storage, the comparison with the editor's active model, and the
-model file, written under a temporary name and renamed into place before personalize.jobs.succeed records
-it in one transaction. If that transaction fails the file is removed; a crash between rename and commit
-leaves a file no row names, which clean_orphan_files removes.
+fine-tuning with a checkpoint on the worker's own disk, the comparison with the editor's active model, and
+the model file, saved whole to media storage (Django's storage API: a shared directory or an S3 bucket)
+before personalize.jobs.succeed records it in one transaction. No row names a file before it is complete,
+so readers never see a partial one. If that transaction fails the file is removed; a crash between the
+save and the commit leaves a file no row names, which clean_orphan_files removes.
 """
 
 from __future__ import annotations
@@ -18,21 +19,25 @@ import os
 import socket
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from personalize import inference, jobs
-from personalize.inference import base_model_path
 from personalize.jobs import CancelRequested, LeaseLost, training_pairs
 from personalize.models import EditorProfile, JobEvent, PersonalModel, TrainingJob
 from personalize.pairs import pair_thumbnails
+from rlcore import files
 from rlcore.agent import Cancelled, finetune, validation_delta_e
-from rlcore.checkpoint import ModelFormatError, load_model, save_model
+from rlcore.checkpoint import ModelFormatError, model_bytes
 from rlcore.data import PairSet
 
 log = logging.getLogger(__name__)
@@ -42,22 +47,22 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError, RedisConnectionError)
 
 Status = TrainingJob.Status
 MILESTONES = (0.25, 0.5, 0.75)
-_base_model = None
 
 
 class BadData(Exception):
     """The job cannot succeed with its data: fail at once, do not retry."""
 
 
-def media_path(name: str) -> Path:
-    return Path(settings.MEDIA_ROOT) / name
+def checkpoint_dir() -> Path:
+    """Checkpoints live on the worker's own disk, not in media storage: rlcore rewrites them every few
+    seconds by renaming a temporary file into place, which an object store cannot do, and they are only
+    worth anything to a worker that can read them back at once. docs/deployment.md explains what that means
+    for a job re-queued on another machine."""
+    return Path(settings.CHECKPOINT_DIR or Path(settings.VAR_DIR) / "checkpoints")
 
 
-def base_model():
-    global _base_model
-    if _base_model is None:
-        _base_model = load_model(base_model_path())
-    return _base_model
+def checkpoint_path(job: TrainingJob) -> Path:
+    return checkpoint_dir() / str(job.owner_id) / f"job-{job.pk}.ckpt"
 
 
 def new_lease_owner() -> str:
@@ -164,19 +169,15 @@ def compare_with_active(job: TrainingJob, pair_set: PairSet, result) -> dict | N
 def publish(
     job: TrainingJob, owner: str, result, active: dict | None = None, training_seconds: float | None = None
 ) -> PersonalModel:
-    """Write the model file (temporary name, fsync, rename), then record it: personalize.jobs.succeed.
+    """Save the model file to media storage, then record it: personalize.jobs.succeed.
 
     The new model becomes the editor's active one unless `active` (compare_with_active) validates better.
     """
-    name = f"models/{job.owner_id}/job-{job.pk}-{uuid.uuid4().hex[:12]}.pt"
-    final = media_path(name)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = final.with_name(final.name + ".tmp")
-    save_model(result.model, temporary)
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    data = temporary.read_bytes()
-    os.replace(temporary, final)
+    data = model_bytes(result.model)
+    # The name is unique (a random part), so the storage never renames it; it is published by the row.
+    name = default_storage.save(
+        f"models/{job.owner_id}/job-{job.pk}-{uuid.uuid4().hex[:12]}.pt", ContentFile(data)
+    )
     try:
         return jobs.succeed(
             job.pk,
@@ -191,14 +192,12 @@ def publish(
             active=active,
         )
     except BaseException:
-        final.unlink(missing_ok=True)
+        default_storage.delete(name)
         raise
 
 
 def remove_checkpoint(job: TrainingJob) -> None:
-    path = media_path(job.checkpoint_name)
-    path.unlink(missing_ok=True)
-    path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+    files.remove(checkpoint_path(job))
 
 
 def run_job(job_id: int) -> str:
@@ -215,12 +214,12 @@ def run_job(job_id: int) -> str:
     try:
         pair_set = load_pair_set(job)
         reporter.heartbeat(force=True)
-        checkpoint = media_path(job.checkpoint_name)
+        checkpoint = checkpoint_path(job)
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         result = finetune(
             pair_set,
-            base=base_model(),
+            base=inference.base_model().model,
             seconds=job.seconds,
             seed=job.seed,
             face_weight=job.face_weight,
@@ -286,20 +285,26 @@ def sweep_stale_jobs() -> dict:
 
 
 def clean_orphan_files(min_age_seconds: float = 3600) -> dict:
-    """Remove model files no row names and checkpoints of finished jobs, once they are old enough."""
-    root = Path(settings.MEDIA_ROOT)
-    cutoff = time.time() - min_age_seconds
+    """Remove model files no row names (from media storage) and this worker's checkpoints of finished jobs
+    (from its own disk), once they are old enough not to be a publish or a job in progress."""
+    cutoff = timezone.now() - timedelta(seconds=min_age_seconds)
     known_models = set(PersonalModel.objects.values_list("file", flat=True))
-    active_jobs = set(TrainingJob.objects.filter(status__in=TrainingJob.ACTIVE).values_list("pk", flat=True))
     removed = []
-    for path in root.glob("models/*/*"):
-        name = path.relative_to(root).as_posix()
-        if name not in known_models and path.stat().st_mtime < cutoff:
-            path.unlink(missing_ok=True)
-            removed.append(name)
-    for path in root.glob("checkpoints/*/job-*.ckpt*"):
+    try:
+        owners = default_storage.listdir("models")[0]
+    except FileNotFoundError:  # on a file system before the first model (a bucket has no folders to miss)
+        owners = []
+    for owner in owners:
+        for filename in default_storage.listdir(f"models/{owner}")[1]:
+            name = f"models/{owner}/{filename}"
+            if name not in known_models and default_storage.get_modified_time(name) < cutoff:
+                default_storage.delete(name)
+                removed.append(name)
+    active_jobs = set(TrainingJob.objects.filter(status__in=TrainingJob.ACTIVE).values_list("pk", flat=True))
+    root = checkpoint_dir()
+    for path in root.glob("*/job-*.ckpt*"):
         job_id = int(path.name.split("-")[1].split(".")[0])
-        if job_id not in active_jobs and path.stat().st_mtime < cutoff:
+        if job_id not in active_jobs and path.stat().st_mtime < cutoff.timestamp():
             path.unlink(missing_ok=True)
             removed.append(path.relative_to(root).as_posix())
     return {"removed": removed}
