@@ -19,12 +19,13 @@ test: $(INSTALLED)
 install: $(INSTALLED)
 
 # torch first and pinned: on these machines 2.13.0 is a local CPU build, while an unpinned torch would
-# pull gigabytes of CUDA packages. pyproject.toml keeps a range that 2.13.0 satisfies.
+# pull gigabytes of CUDA packages. pyproject.toml keeps a range that 2.13.0 satisfies. Then everything:
+# the base install is the client alone; [server] adds the service (and [ml], rlcore's), [dev] the tests.
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[server,dev]'
 	touch $@
 
 lint: $(INSTALLED)
