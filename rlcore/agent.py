@@ -56,6 +56,8 @@ __all__ = [
     "Config",
     "Actor",
     "Critic",
+    "LinearPolicy",
+    "DistilledActor",
     "PairSet",
     "Progress",
     "Cancelled",
@@ -105,6 +107,12 @@ class Config:
     l2_to_start: float = 1e-3  # pull of the actor towards its starting (base) weights
     self_imitation: float = 10.0  # weight of the pull towards the best action seen so far for each state
     weight_decay: float = 0.0
+    # distillation after fine-tuning: the served policy is the mean of the RL actor and a linear policy
+    # fitted (ridge) to the best action the search confirmed for every state; the ridge penalty is picked
+    # on validation. Linear in the photo's statistics, it carries what the pairs say to other photos
+    # better than the MLP alone (docs/agent.md, "Distillation"); False serves the RL actor alone.
+    distill: bool = True
+    distill_mix: float = 0.5  # the linear policy's share of the served action
     # regularisation of the actor (fine-tuning has ~40 pairs of a few photos; the actor must generalise)
     actor_dropout: float = 0.1  # dropout on the actor's inputs and hidden layers in its update step
     feat_noise: float = 0.2  # Gaussian noise on the standardised features in the actor's update step
@@ -267,6 +275,40 @@ class Critic(nn.Module):
         q = self.net(both).squeeze(1)
         n = feats.shape[0]
         return q[:n] - q[n:]
+
+
+class LinearPolicy(nn.Module):
+    """pi(s) = clamp(W f(s) + b, -1, 1) on standardised features: ``distill``'s least-squares policy."""
+
+    def __init__(self, n_features: int = N_FEATURES, n_actions: int = 12):
+        super().__init__()
+        self.register_buffer("feat_mean", torch.zeros(n_features))
+        self.register_buffer("feat_std", torch.ones(n_features))
+        self.linear = nn.Linear(n_features, n_actions)
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.bias.zero_()
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.linear((feats - self.feat_mean) / self.feat_std).clamp(-1, 1)
+
+
+class DistilledActor(nn.Module):
+    """The policy a fine-tuned model serves: (1 - mix) * the RL actor + mix * the distilled linear policy.
+
+    Same interface as Actor (feats, conv_x) -> actions, so validation, calibration and serving use it as is.
+    """
+
+    def __init__(self, actor: Actor, linear: LinearPolicy, mix: float = 0.5):
+        super().__init__()
+        self.actor = actor
+        self.linear = linear
+        self.register_buffer("mix", torch.tensor(float(mix)))
+
+    def forward(
+        self, feats: torch.Tensor, conv_x: torch.Tensor, drop: float = 0.0, noise: float = 0.0
+    ) -> torch.Tensor:
+        return (1 - self.mix) * self.actor(feats, conv_x, drop, noise) + self.mix * self.linear(feats)
 
 
 def n_params(module: nn.Module) -> int:
@@ -452,6 +494,48 @@ def calibrate_strength(val: _Val, actor: Actor) -> tuple[float, dict[float, floa
     if scores[1.0] <= scores[0.0] and scores[1.0] - scores[best] < STRENGTH_MARGIN:
         best = 1.0
     return best, scores
+
+
+# Ridge penalties tried by ``distill`` (standardised features, ~1,000 states): small ones let the policy
+# follow the photo closely, large ones tend to one slider vector for every photo (a preset).
+RIDGE_LAMBDAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+
+
+def distill(
+    actor: Actor, feats: torch.Tensor, best_a: torch.Tensor, best_r: torch.Tensor, val: _Val, mix: float
+) -> tuple[DistilledActor | None, float | None]:
+    """The RL actor blended with a linear policy fitted to the search's best confirmed actions.
+
+    feats (P, F), best_a (P, 12), best_r (P,): every training state's features and the best action the
+    editor confirmed for it (reward > 0: better than no edit). Ridge regression in closed form, one fit
+    per penalty in RIDGE_LAMBDAS; the blend that validates best is returned with its penalty, or
+    (None, None) when none validates better than the actor alone or fewer than two states have a
+    confirmed action: distillation never makes the validation dE00 worse.
+    """
+    keep = best_r > 0
+    if int(keep.sum()) < 2:
+        return None, None
+    x = feats.double()
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    xs = torch.cat([(x[keep] - mean) / std, torch.ones(int(keep.sum()), 1, dtype=torch.float64)], 1)
+    y = best_a[keep].double()
+    gram, xty = xs.T @ xs, xs.T @ y
+    no_penalty_on_bias = torch.ones(xs.shape[1], dtype=torch.float64)
+    no_penalty_on_bias[-1] = 0
+    best: tuple[float, DistilledActor | None, float | None] = (val.delta_e(actor), None, None)
+    for lam in RIDGE_LAMBDAS:
+        w = torch.linalg.solve(gram + lam * torch.diag(no_penalty_on_bias), xty)  # (F + 1, 12)
+        linear = LinearPolicy(feats.shape[1], best_a.shape[1])
+        with torch.no_grad():
+            linear.feat_mean.copy_(mean.float())
+            linear.feat_std.copy_(std.float())
+            linear.linear.weight.copy_(w[:-1].T.float())
+            linear.linear.bias.copy_(w[-1].float())
+        blended = DistilledActor(actor, linear, mix).eval()
+        score = val.delta_e(blended)
+        if score < best[0]:
+            best = (score, blended, lam)
+    return best[1], best[2]
 
 
 def _augment_pool(
@@ -758,6 +842,8 @@ def _train(
         "pool_best_reward_original": float(best_r[pool.idx_original].mean())
         if len(pool.idx_original)
         else None,
+        "best_actions": best_a,
+        "best_rewards": best_r,
     }
 
 
@@ -849,7 +935,9 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         actor = StyleActor(copy.deepcopy(base.actor.policy), z)
         critic = FixedStyleCritic(copy.deepcopy(base.critic.critic), z)
     else:
-        actor = copy.deepcopy(base.actor)
+        # a fine-tuned model as the base: go on from its RL actor (its linear policy is fitted anew)
+        rl_actor = base.actor.actor if isinstance(base.actor, DistilledActor) else base.actor
+        actor = copy.deepcopy(rl_actor)
         critic = copy.deepcopy(base.critic)
         if not cfg.use_conv and not instant:  # conv output 0 from here on (ReLU(0) has zero gradient)
             with torch.no_grad():
@@ -872,6 +960,11 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
             Path(checkpoint_path) if checkpoint_path is not None else None,
             should_stop, on_progress, fp, t_start,
         )  # fmt: skip
+    val_actor, distill_lambda = val.delta_e(actor), None
+    if cfg.distill and not instant and base.encoder is None:  # (a style prior's policy is served as is)
+        distilled, distill_lambda = distill(actor, pool.feats, info["best_actions"], info["best_rewards"], val,
+                                            cfg.distill_mix)  # fmt: skip
+        actor = distilled if distilled is not None else actor
     strength, scores = calibrate_strength(val, actor)
     val_personal, val_unscaled = scores[strength], scores[1.0]
     metrics = {
@@ -880,6 +973,8 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         "val_delta_e_instant": round(val_instant, 4),
         "val_delta_e_personal": round(val_personal, 4),
         "val_delta_e_unscaled": round(val_unscaled, 4),
+        "val_delta_e_actor": round(val_actor, 4),  # the RL actor alone, before distillation
+        "distill_lambda": distill_lambda,
         "strength": strength,
         # what the calibration did: "kept" the actor as trained, "scaled" it, or fell back to "no_edit"
         "calibration": "kept" if strength == 1.0 else "no_edit" if strength == 0.0 else "scaled",

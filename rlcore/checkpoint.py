@@ -24,7 +24,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlcore.agent import CONV_THUMB, N_FEATURES, THUMB, Actor, Critic, _threads, conv_input, features
+from rlcore.agent import (
+    CONV_THUMB,
+    N_FEATURES,
+    THUMB,
+    Actor,
+    Critic,
+    DistilledActor,
+    LinearPolicy,
+    _threads,
+    conv_input,
+    features,
+)
 
 FORMAT = "rlcore-model"
 READABLE_FORMAT_VERSIONS = (1, 2)  # 1: plain actor-critic; 2: style-conditioned (rlcore.prior)
@@ -76,15 +87,18 @@ class PersonalModel:
                 "thumb": THUMB,
             }
         else:
+            rl_actor = actor.actor if isinstance(actor, DistilledActor) else actor
             meta["format_version"] = 1
             meta["arch"] = {
                 "family": "plain",
-                "n_features": actor.feat_mean.numel(),
-                "actor_hidden": actor.mlp[0].out_features,
-                "conv_channels": actor.conv[2].out_channels,
+                "n_features": rl_actor.feat_mean.numel(),
+                "actor_hidden": rl_actor.mlp[0].out_features,
+                "conv_channels": rl_actor.conv[2].out_channels,
                 "critic_hidden": critic.net[0].out_features if critic is not None else None,
                 "thumb": THUMB,
                 "conv_thumb": CONV_THUMB,
+                # tensors actor.actor.* and actor.linear.* (rlcore.agent.DistilledActor) instead of actor.*
+                "distilled": isinstance(actor, DistilledActor),
             }
         meta["actor_params"] = sum(p.numel() for p in actor.parameters())
         meta["critic_params"] = sum(p.numel() for p in critic.parameters()) if critic is not None else 0
@@ -246,6 +260,8 @@ def _networks(arch: dict, tensors: dict[str, torch.Tensor]):
     critic = encoder = None
     if arch.get("family", "plain") == "plain":
         actor = Actor(n, int(arch["actor_hidden"]), int(arch["conv_channels"]))
+        if arch.get("distilled"):
+            actor = DistilledActor(actor, LinearPolicy(n))
         actor.load_state_dict(part("actor"))
         if part("critic"):
             critic = Critic(n, int(arch["critic_hidden"]))

@@ -284,3 +284,47 @@ def test_calibrated_strength_travels_with_the_model_file_and_scales_its_sliders(
     assert validation_delta_e(loaded, pairs, res.val_idx) == pytest.approx(
         res.metrics["val_delta_e_personal"], abs=1e-3
     )
+
+
+def test_distillation_blends_a_linear_policy_that_carries_an_adaptive_edit_to_new_photos():
+    """A style whose exposure depends on the photo (brighten dark photos, darken bright ones): the linear
+    policy fitted to the search's best actions follows that dependence on photos it never saw."""
+    from rlcore.agent import DistilledActor, LinearPolicy, _Val, distill
+
+    before = scenes(40, 7)
+    mean_grey = before.reshape(40, -1).mean(1)
+    exposure = np.clip((110 - mean_grey) * 1.2, -100, 100).round()
+    sliders = torch.zeros(40, 12)
+    sliders[:, editor.ADJUSTMENTS.index("exposure")] = torch.from_numpy(exposure).float()
+    after = editor.apply_batch(torch.from_numpy(before), sliders).numpy()
+    feats = features(before[:30])
+    best_a = sliders[:30] / 100  # as if the search had found each state's exact sliders
+    val = _Val(torch.from_numpy(before[30:]), torch.from_numpy(after[30:]), None)
+    no_edit_actor = Actor()
+    with torch.no_grad():
+        no_edit_actor.mlp[-1].weight.zero_()
+    blended, lam = distill(no_edit_actor, feats, best_a, torch.ones(30), val, mix=1.0)
+    assert isinstance(blended, DistilledActor) and isinstance(blended.linear, LinearPolicy) and lam > 0
+    assert val.delta_e(blended) < 0.5 * val.delta_e(no_edit_actor)
+    with torch.no_grad():
+        predicted = blended(val.feats, val.conv)[:, editor.ADJUSTMENTS.index("exposure")] * 100
+    assert np.corrcoef(predicted.numpy(), exposure[30:])[0, 1] > 0.8
+    # nothing to distil (no state improved on no edit): the actor is kept
+    assert distill(no_edit_actor, feats, best_a, torch.zeros(30), val, mix=0.5) == (None, None)
+
+
+def test_finetune_serves_the_distilled_blend_only_when_it_validates_better_and_it_survives_the_file():
+    from rlcore.agent import DistilledActor
+    from rlcore.checkpoint import load_model, model_bytes
+
+    pairs = exposure_pairs(16, seed=3)
+    res = finetune(pairs, base=fresh_base(), seed=0, max_steps=60, config=Config(**FAST))
+    m = res.metrics
+    assert m["val_delta_e_unscaled"] <= m["val_delta_e_actor"] + 1e-4
+    assert isinstance(res.model.actor, DistilledActor) == (m["distill_lambda"] is not None)
+    loaded = load_model(model_bytes(res.model))
+    assert loaded.metadata["arch"]["distilled"] == isinstance(res.model.actor, DistilledActor)
+    assert np.array_equal(loaded.predict_thumbnails(pairs.before), res.model.predict_thumbnails(pairs.before))
+    # a fine-tuned model can be the base of the next fine-tuning; distill=False serves the RL actor alone
+    again = finetune(pairs, base=loaded, seed=1, max_steps=5, config=Config(**FAST, distill=False))
+    assert isinstance(again.model.actor, Actor) and again.metrics["distill_lambda"] is None
