@@ -9,7 +9,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from personalize.metrics import queue_depths
-from personalize.models import TrainingJob
+from personalize.models import TrainingJob, succeeded_durations
 
 
 def workers_and_tasks(timeout: float = 1.0) -> tuple[list[dict], str]:
@@ -36,12 +36,7 @@ def workers_and_tasks(timeout: float = 1.0) -> tuple[list[dict], str]:
 
 def job_statistics(since) -> dict:
     recent = TrainingJob.objects.filter(finished_at__gte=since)
-    durations = sorted(
-        (job.finished_at - job.started_at).total_seconds()
-        for job in recent.filter(status="succeeded", started_at__isnull=False).only(
-            "started_at", "finished_at"
-        )
-    )
+    durations = sorted(succeeded_durations(recent))
     finished = dict(recent.values_list("status").annotate(n=Count("id")))
     return {
         "finished": finished,

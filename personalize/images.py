@@ -159,11 +159,6 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def read_png(file) -> np.ndarray:
-    with file.open("rb") as handle, Image.open(handle) as image:
-        return np.asarray(image.copy())
-
-
 # --- previews (POST /api/v1/predict/batch) ----------------------------------------------------------------
 
 # A preview is what a client decoded itself: the model's 64x64 thumbnail, or a small JPEG of at most this

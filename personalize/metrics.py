@@ -13,7 +13,7 @@ from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from personalize.models import PersonalModel, Prediction, TrainingJob
+from personalize.models import PersonalModel, Prediction, TrainingJob, succeeded_durations
 
 PREDICTION_LATENCY = Histogram(
     "personalize_prediction_latency_seconds",
@@ -45,12 +45,7 @@ class ServiceCollector:
             jobs.add_metric([status], by_status.get(status, 0))
         yield jobs
 
-        durations = [
-            (job.finished_at - job.started_at).total_seconds()
-            for job in TrainingJob.objects.filter(status="succeeded", started_at__isnull=False).only(
-                "started_at", "finished_at"
-            )
-        ]
+        durations = succeeded_durations(TrainingJob.objects.all())
         buckets = [(str(b), sum(d <= b for d in durations)) for b in JOB_DURATION_BUCKETS]
         histogram = HistogramMetricFamily(
             "personalize_job_duration_seconds", "Wall time of succeeded training jobs, start to publish."

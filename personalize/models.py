@@ -171,6 +171,15 @@ class TrainingJob(models.Model):
         return self.status in self.ACTIVE
 
 
+def succeeded_durations(jobs: models.QuerySet) -> list[float]:
+    """Wall time in seconds, start to publish, of the succeeded jobs among `jobs`: the one definition the
+    queue dashboard and /metrics share."""
+    rows = jobs.filter(
+        status=TrainingJob.Status.SUCCEEDED, started_at__isnull=False, finished_at__isnull=False
+    )
+    return [(end - start).total_seconds() for start, end in rows.values_list("started_at", "finished_at")]
+
+
 class JobEvent(models.Model):
     class Kind(models.TextChoices):
         QUEUED = "queued"

@@ -11,7 +11,6 @@ the after shows, turned into its frame, so that every pixel the reward compares 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import lzma
 import posixpath
@@ -27,6 +26,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from PIL import Image
 
+from personalize.client.conventions import is_photo, pair_hash, stem_key
 from personalize.images import (
     UploadedPhoto,
     UploadError,
@@ -38,7 +38,7 @@ from personalize.images import (
 )
 from personalize.models import Pair, PairTag
 from rlcore.align import Alignment, NotAligned, align, warp_before
-from rlcore.faces import detect_faces, face_weights
+from rlcore.faces import detect_faces, face_mask
 from rlcore.imageio import THUMB_SIZE, thumbnail
 
 # Photos are decoded at most this large for thumbnails and face detection (JPEGs in draft mode).
@@ -59,7 +59,7 @@ def parse_tags(raw) -> list[str]:
 
 
 def content_hash(before: bytes, after: bytes) -> str:
-    return hashlib.sha256(before + after).hexdigest()
+    return pair_hash((before, after))
 
 
 def uploaded_before(owner, digest: str) -> Pair | None:
@@ -124,9 +124,9 @@ def prepare_pair(before: UploadedPhoto, after: UploadedPhoto, mask_upload=None) 
         mask = warp_before(full_mask, alignment, out_size=(region.shape[1], region.shape[0]))
         mask_source = Pair.MaskSource.UPLOADED
     else:
-        faces = len(detect_faces(region))
-        # face_weights(face_weight=1) is 1 outside faces and up to 2 inside: keep the 0..1 part.
-        mask = face_weights(region, face_weight=1.0) - 1.0 if faces else None
+        boxes = detect_faces(region)
+        faces = len(boxes)
+        mask = face_mask(region, boxes) if faces else None  # the detector runs once
         mask_source = Pair.MaskSource.DETECTED if faces else Pair.MaskSource.NONE
     mask_thumb = None
     if mask is not None:
@@ -221,8 +221,6 @@ def delete_pair(pair: Pair) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # Bulk upload: a zip with before/ and after/ folders matched by file name (stem, case-insensitive).
 
-SUPPORTED_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"}
-
 
 def _safe_member_path(name: str) -> PurePosixPath:
     path = PurePosixPath(name)
@@ -287,10 +285,10 @@ def match_by_name(names: list[str]) -> tuple[list[tuple[str, str, str]], list[di
         if "__MACOSX" in parts or path.name.startswith("."):
             continue
         side = next((p.lower() for p in parts[:-1] if p.lower() in sides), None)
-        if side is None or path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        if side is None or not is_photo(path):
             skipped.append({"name": name, "reason": "not an image inside before/ or after/"})
             continue
-        stem = path.stem.lower()
+        stem = stem_key(path)
         if stem in sides[side]:
             skipped.append({"name": name, "reason": f"another {side} file has the name '{stem}'"})
             continue

@@ -15,7 +15,10 @@ from pathlib import Path
 import numpy as np
 
 THUMB = 64
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+# The photo files the service accepts (JPEG, PNG, TIFF, WebP), by suffix in any case. The service and its
+# client declare the same set in personalize.client.conventions (rlcore imports nothing of ours, and the
+# client installs without rlcore); tests/test_conventions.py keeps the two equal.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"})
 
 
 class DataError(ValueError):
@@ -65,12 +68,14 @@ class PairSet:
 
 
 def _image_files(folder: Path) -> dict[str, Path]:
+    """{stem: path} of a folder's photos. Befores and afters match by stem case-insensitively, as the
+    service and its client match them (IMG_1.JPG with img_1.tif); the key keeps the first file's spelling."""
     files: dict[str, Path] = {}
     if not folder.is_dir():
         return files
     for p in sorted(folder.iterdir()):
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
-            files.setdefault(p.stem, p)
+            files.setdefault(p.stem.lower(), p)
     return files
 
 
@@ -146,7 +151,7 @@ def load_pairs_dir(
         b_list.append(imageio.thumbnail(region, size=size))
         a_list.append(imageio.thumbnail(after, size=size))
         w_list.append(weights)
-        names.append(name)
+        names.append(befores[name].stem)
     if len(names) < 2:
         raise DataError(f"{root}: need at least 2 usable before/after pairs, found {len(names)}")
     weights_arr = np.stack(w_list).astype(np.float32) if face_weight > 0 else None

@@ -13,7 +13,7 @@ import threading
 import cv2
 import numpy as np
 
-__all__ = ["detect_faces", "face_weights", "mask_to_weights"]
+__all__ = ["detect_faces", "face_mask", "face_weights", "mask_to_weights", "weights_from_mask"]
 
 _CASCADE = "haarcascade_frontalface_default.xml"
 _DETECT_SIDE = 640  # detection runs on a copy at most this large: faster, and the cascade is scale-free
@@ -63,10 +63,20 @@ def _feathered_mask(shape: tuple[int, int], boxes: list[tuple[int, int, int, int
     return mask
 
 
+def face_mask(image: np.ndarray, boxes: list[tuple[int, int, int, int]] | None = None) -> np.ndarray:
+    """Where the faces are, float32 (H, W) in [0, 1] with soft edges; `boxes` from detect_faces, else
+    detected here (pass them when already found, to run the detector once)."""
+    return _feathered_mask(np.asarray(image).shape[:2], detect_faces(image) if boxes is None else boxes)
+
+
+def weights_from_mask(mask: np.ndarray, face_weight: float = 1.0) -> np.ndarray:
+    """The one mask-to-weight formula: a [0, 1] mask -> reward weights 1 + face_weight * mask, float32."""
+    return (1.0 + np.float32(face_weight) * np.asarray(mask, np.float32)).astype(np.float32)
+
+
 def face_weights(image: np.ndarray, face_weight: float = 1.0) -> np.ndarray:
     """Per-pixel reward weights, float32 (H, W): 1 + face_weight inside detected faces, 1 elsewhere."""
-    mask = _feathered_mask(np.asarray(image).shape[:2], detect_faces(image))
-    return 1.0 + np.float32(face_weight) * mask
+    return weights_from_mask(face_mask(image), face_weight)
 
 
 def mask_to_weights(mask: np.ndarray, face_weight: float = 1.0) -> np.ndarray:
@@ -76,4 +86,4 @@ def mask_to_weights(mask: np.ndarray, face_weight: float = 1.0) -> np.ndarray:
         raise ValueError(f"mask must be uint8 HxW or HxWxC, got {mask.dtype} {mask.shape}")
     if mask.ndim == 3:
         mask = mask[..., 0]
-    return 1.0 + np.float32(face_weight) * (mask.astype(np.float32) / 255.0)
+    return weights_from_mask(mask.astype(np.float32) / 255.0, face_weight)

@@ -39,6 +39,7 @@ from rlcore import files
 from rlcore.agent import Cancelled, finetune, validation_delta_e
 from rlcore.checkpoint import ModelFormatError, model_bytes
 from rlcore.data import PairSet
+from rlcore.faces import weights_from_mask
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def load_pair_set(job: TrainingJob) -> PairSet:
         befores.append(before)
         afters.append(after)
         weights.append(
-            1.0 + job.face_weight * mask if mask is not None else np.ones(before.shape[:2], np.float32)
+            weights_from_mask(mask if mask is not None else np.zeros(before.shape[:2]), job.face_weight)
         )
     return PairSet(
         before=np.stack(befores),

@@ -9,7 +9,6 @@ Every call returns parsed JSON (or bytes/text for renders and XMP sidecars) and 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import requests
+
+from personalize.client.conventions import file_chunks, pair_hash
 
 API_PREFIX = "/api/v1"
 DEFAULT_TIMEOUT = 60.0  # seconds; uploads and renders of big photos can take a while
@@ -63,14 +64,9 @@ def normalize_server(url: str) -> str:
     return url
 
 
-def content_hash(before: Path, after: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of the before file's bytes followed by the after file's bytes, as the server computes it."""
-    digest = hashlib.sha256()
-    for path in (before, after):
-        with open(path, "rb") as handle:
-            while block := handle.read(chunk):
-                digest.update(block)
-    return digest.hexdigest()
+def content_hash(before: Path, after: Path) -> str:
+    """The pair's content hash (personalize.client.conventions.pair_hash), as the server stores it."""
+    return pair_hash(file_chunks(before, after))
 
 
 def retry_after(response: requests.Response) -> float | None:

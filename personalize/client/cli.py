@@ -30,11 +30,11 @@ from personalize.client.api import (
     content_hash,
     normalize_server,
 )
+from personalize.client.conventions import PHOTO_SUFFIXES, is_photo, stem_key
 from personalize.client.previews import is_raw
 
 PROG = "personalize-client"
 DEFAULT_SERVER = "http://127.0.0.1:8000"
-SUPPORTED_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"})
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
 EXIT_OK = 0
@@ -148,7 +148,7 @@ def supported_files(folder: Path) -> tuple[list[Path], list[Path]]:
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or not path.is_file():
             continue
-        (photos if path.suffix.lower() in SUPPORTED_EXTENSIONS else others).append(path)
+        (photos if is_photo(path) else others).append(path)
     return photos, others
 
 
@@ -156,7 +156,7 @@ def by_stem(photos: list[Path]) -> tuple[dict[str, Path], list[Path]]:
     """{lowercased stem: path} and the files whose stem is ambiguous (IMG_1.jpg beside IMG_1.png)."""
     groups: dict[str, list[Path]] = {}
     for path in photos:
-        groups.setdefault(path.stem.lower(), []).append(path)
+        groups.setdefault(stem_key(path), []).append(path)
     unique = {stem: paths[0] for stem, paths in groups.items() if len(paths) == 1}
     ambiguous = [path for paths in groups.values() if len(paths) > 1 for path in paths]
     return unique, ambiguous
@@ -312,7 +312,7 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     if not pairs:
         raise UsageError(
             f"no before/after pairs: files in {before_dir} and {after_dir} are matched by name "
-            f"(case-insensitive; {', '.join(sorted(SUPPORTED_EXTENSIONS))})"
+            f"(case-insensitive; {', '.join(sorted(PHOTO_SUFFIXES))})"
         )
     err(f"{len(pairs)} pair(s) matched")
     if args.dry_run:
