@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import photos  # noqa: E402
 from bench.bench_quality import delta_e  # noqa: E402
 from bench.styles import camera_befores  # noqa: E402
-from rlcore.checkpoint import BASE_MODEL_PATH, load_model  # noqa: E402
 from rlcore.data import random_crops  # noqa: E402
+from rlcore.modelfile import BASE_MODEL_PATH, load_model  # noqa: E402
 
 GOAL_GOOD_PHOTOS = 2.5
 GOAL_SHARE_CLOSER = 0.7

@@ -36,8 +36,8 @@ from bench.bench_quality import delta_e, per_image_optimum  # noqa: E402
 from bench.styles import HELDOUT_PHOTOS, STYLES, TRAIN_PHOTOS, make_pairs  # noqa: E402
 from rlcore import agent, emulator  # noqa: E402
 from rlcore.agent import Config, PairSet, camera_jitter, finetune  # noqa: E402
-from rlcore.checkpoint import BASE_MODEL_PATH, load_model  # noqa: E402
 from rlcore.data import sample_photo  # noqa: E402
+from rlcore.modelfile import BASE_MODEL_PATH, load_model  # noqa: E402
 
 warnings.filterwarnings("ignore")
 

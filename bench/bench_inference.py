@@ -22,8 +22,8 @@ from skimage.transform import resize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlcore.checkpoint import BASE_MODEL_PATH, load_model  # noqa: E402
 from rlcore.imageio import thumbnail  # noqa: E402
+from rlcore.modelfile import BASE_MODEL_PATH, load_model  # noqa: E402
 
 
 def timings_ms(call, runs: int) -> np.ndarray:

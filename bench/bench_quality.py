@@ -50,7 +50,7 @@ from bench import pairs as bench_pairs  # noqa: E402
 from bench import photos  # noqa: E402
 from rlcore import editor, reward  # noqa: E402
 from rlcore.agent import Config, PairSet, finetune  # noqa: E402
-from rlcore.checkpoint import BASE_MODEL_PATH, load_model, model_bytes  # noqa: E402
+from rlcore.modelfile import BASE_MODEL_PATH, load_model, model_bytes  # noqa: E402
 
 warnings.filterwarnings("ignore")
 

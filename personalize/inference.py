@@ -17,8 +17,8 @@ from django.core.files.storage import default_storage
 
 from personalize.images import UploadError, read_preview
 from personalize.models import EditorProfile, PersonalModel
-from rlcore.checkpoint import BASE_MODEL_PATH, load_model
 from rlcore.editor import ADJUSTMENTS
+from rlcore.modelfile import BASE_MODEL_PATH, load_model
 
 # Prediction decodes photos at most this large: the model sees a 64x64 thumbnail, and a JPEG decoded in
 # draft mode at 1/8 scale is many times faster than a full decode.
@@ -30,7 +30,7 @@ class ServedModel:
     kind: str  # "personal" | "base"
     id: int | None
     version: int | str
-    model: object  # rlcore.checkpoint.PersonalModel
+    model: object  # rlcore.modelfile.PersonalModel
 
     def describe(self) -> dict:
         return {"id": self.id, "version": self.version, "kind": self.kind}

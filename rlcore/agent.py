@@ -28,6 +28,11 @@ Training loop (``_train``), repeated every iteration:
 ``train_base`` runs the same loop on distort-and-recover pairs (target = a photo, before = the photo after
 random editor adjustments and camera-like exposure / white-balance jitter); ``finetune`` starts from the
 base actor and critic and learns one editor's style.
+
+What the loop builds on lives below it, each in its own module: the state's statistics
+(``rlcore.features``), the actor and critic (``rlcore.networks``), the model file a run returns
+(``rlcore.modelfile``), the style emulator behind augmented targets (``rlcore.emulator``). A run's
+resumable checkpoint (optimisers, replay buffer, RNG states) is the loop's own business and stays here.
 """
 
 from __future__ import annotations
@@ -35,44 +40,47 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from rlcore.data import PairSet
-
-if TYPE_CHECKING:  # pragma: no cover
-    from rlcore.checkpoint import PersonalModel
+from rlcore import editor, emulator, reward
+from rlcore.color import linear_to_srgb, srgb_to_linear
+from rlcore.data import PairSet, random_crops
+from rlcore.features import N_FEATURES, conv_input, features, resize_u8
+from rlcore.files import write_atomic
+from rlcore.imageio import THUMB_SIZE
+from rlcore.modelfile import BASE_MODEL_PATH, PersonalModel, load_model
+from rlcore.networks import (
+    Actor,
+    Critic,
+    DistilledActor,
+    FixedStyleCritic,
+    LinearPolicy,
+    StyleActor,
+    torch_threads,
+)
 
 __all__ = [
     "Config",
-    "Actor",
-    "Critic",
-    "LinearPolicy",
-    "DistilledActor",
     "PairSet",
     "Progress",
     "Cancelled",
     "FinetuneResult",
-    "features",
     "finetune",
     "train_base",
     "validation_delta_e",
     "train_val_split",
-    "N_FEATURES",
+    "camera_jitter",
+    "edit",
+    "to_sliders",
 ]
-
-THUMB = 64  # the state thumbnail
-CONV_THUMB = 16  # the actor's convolution input
-
 
 # ------------------------------------------------------------------------------------------------------
 # Hyperparameters
@@ -135,203 +143,8 @@ class Config:
 
 
 # ------------------------------------------------------------------------------------------------------
-# State features
-# ------------------------------------------------------------------------------------------------------
-
-_Q = torch.tensor([0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99])
-_HIST_BINS = 16
-N_FEATURES = 21 + 7 + 10 + 3 + _HIST_BINS + 2 + 2
-
-
-def _as_tensor_u8(images) -> torch.Tensor:
-    if isinstance(images, torch.Tensor):
-        return images.to(torch.uint8)
-    return torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
-
-
-def _hist_quantiles(v: torch.Tensor, lo: float, hi: float, bins: int, q: torch.Tensor) -> torch.Tensor:
-    """Quantiles q of each row of v (N, P) from a bins-bin histogram on [lo, hi] (sorting is 10x slower)."""
-    n, p = v.shape
-    idx = ((v - lo) * (bins / (hi - lo))).long().clamp_(0, bins - 1)
-    idx += torch.arange(n).unsqueeze(1) * bins
-    cdf = torch.bincount(idx.view(-1), minlength=n * bins).view(n, bins).cumsum(1).float() / p
-    k = torch.searchsorted(cdf, q.expand(n, -1).contiguous() - 1e-6).clamp_(max=bins - 1)
-    return lo + (k.float() + 0.5) * ((hi - lo) / bins)
-
-
-def features(thumbs) -> torch.Tensor:
-    """Global colour statistics of uint8 thumbnails (N, H, W, 3) -> float32 (N, N_FEATURES), roughly O(1)."""
-    from rlcore.color import srgb_to_lab, srgb_to_linear
-
-    x = _as_tensor_u8(thumbs)
-    n = x.shape[0]
-    flat = x.reshape(n, -1, 3)
-    p = flat.shape[1]
-    planes = flat.permute(2, 0, 1).float()  # (3, N, P) in 0..255
-    f_rgb = torch.stack([_hist_quantiles(planes[c], -0.5, 255.5, 256, _Q) for c in range(3)], 2)
-    f_rgb = (f_rgb / 255.0).reshape(n, -1)  # 21
-    lab = srgb_to_lab(flat)  # (N, P, 3)
-    L, a, b = lab[..., 0] / 100.0, lab[..., 1] / 50.0, lab[..., 2] / 50.0
-    f_L = _hist_quantiles(L, 0.0, 1.0, 200, _Q)  # 7
-    q3 = _Q[[1, 3, 5]]
-    f_ab = []
-    for c in (a, b):
-        f_ab += [c.mean(1, keepdim=True), c.std(1, keepdim=True), _hist_quantiles(c, -2.6, 2.6, 260, q3)]
-    f_ab = torch.cat(f_ab, 1)  # 10
-    chroma = torch.sqrt(a * a + b * b)
-    f_c = torch.cat([chroma.mean(1, keepdim=True), _hist_quantiles(chroma, 0.0, 3.0, 150, q3[1:])], 1)  # 3
-    bins = (L.clamp(0, 0.9999) * _HIST_BINS).long() + torch.arange(n).unsqueeze(1) * _HIST_BINS
-    hist = torch.bincount(bins.view(-1), minlength=n * _HIST_BINS).view(n, _HIST_BINS).float() / p * 4.0  # 16
-    hi_clip = (flat.amax(-1) >= 254).float().mean(1)
-    lo_clip = (flat.amin(-1) <= 1).float().mean(1)
-    clip = torch.stack([hi_clip, lo_clip], 1) * 4.0  # 2
-    lin = srgb_to_linear(flat).mean(1) + 1e-3  # (N, 3)
-    gw = torch.stack([torch.log(lin[:, 0] / lin[:, 1]), torch.log(lin[:, 2] / lin[:, 1])], 1)  # 2
-    return torch.cat([f_rgb, f_L, f_ab, f_c, hist, clip, gw], 1).float()
-
-
-def conv_input(thumbs) -> torch.Tensor:
-    """uint8 (N, 64, 64, 3) -> float (N, 3, 16, 16) centred on 0: the actor's convolution input."""
-    x = _as_tensor_u8(thumbs).permute(0, 3, 1, 2).float() / 255.0 - 0.5
-    if x.shape[-1] != CONV_THUMB:
-        x = F.adaptive_avg_pool2d(x, CONV_THUMB)
-    return x.contiguous()
-
-
-# ------------------------------------------------------------------------------------------------------
-# Networks
-# ------------------------------------------------------------------------------------------------------
-
-
-class Actor(nn.Module):
-    """pi(s): features (MLP) + a tiny conv over the 16x16 thumbnail -> 12 sliders in [-1, 1]."""
-
-    def __init__(
-        self, n_features: int = N_FEATURES, hidden: int = 128, conv_channels: int = 16, n_actions: int = 12
-    ):
-        super().__init__()
-        self.register_buffer("feat_mean", torch.zeros(n_features))
-        self.register_buffer("feat_std", torch.ones(n_features))
-        c = conv_channels
-        self.conv = nn.Sequential(
-            nn.Conv2d(3, c // 2, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(c // 2, c, 3, stride=2, padding=1),
-            nn.ReLU(),
-        )
-        self.mlp = nn.Sequential(
-            nn.Linear(n_features + 2 * c, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, n_actions),
-        )
-        with torch.no_grad():  # start near "no edit"
-            self.mlp[-1].weight.mul_(0.1)
-            self.mlp[-1].bias.zero_()
-
-    def forward(
-        self, feats: torch.Tensor, conv_x: torch.Tensor, drop: float = 0.0, noise: float = 0.0
-    ) -> torch.Tensor:
-        """drop, noise: dropout and feature noise for the actor's training step only (0 when acting)."""
-        h = self.conv(conv_x)
-        h = torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
-        f = (feats - self.feat_mean) / self.feat_std
-        if noise > 0:
-            f = f + noise * torch.randn_like(f)
-        return torch.tanh(mlp_with_dropout(self.mlp, torch.cat([f, h], 1), drop))
-
-
-def mlp_with_dropout(mlp: nn.Sequential, x: torch.Tensor, drop: float) -> torch.Tensor:
-    """mlp(x), with dropout of rate drop on its input and after every ReLU when drop > 0 (training only)."""
-    if drop <= 0:
-        return mlp(x)
-    x = F.dropout(x, drop, True)
-    for m in mlp:
-        x = m(x)
-        if isinstance(m, nn.ReLU):
-            x = F.dropout(x, drop, True)
-    return x
-
-
-class Critic(nn.Module):
-    """Q(s, a): predicted reward of editing state s with action a; Q(s, 0) = 0 exactly (no edit, no gain)."""
-
-    def __init__(self, n_features: int = N_FEATURES, hidden: int = 256, n_actions: int = 12):
-        super().__init__()
-        self.register_buffer("feat_mean", torch.zeros(n_features))
-        self.register_buffer("feat_std", torch.ones(n_features))
-        self.net = nn.Sequential(
-            nn.Linear(n_features + n_actions, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, 1),
-        )
-
-    def forward(self, feats: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        f = (feats - self.feat_mean) / self.feat_std
-        both = torch.cat([torch.cat([f, actions], 1), torch.cat([f, torch.zeros_like(actions)], 1)], 0)
-        q = self.net(both).squeeze(1)
-        n = feats.shape[0]
-        return q[:n] - q[n:]
-
-
-class LinearPolicy(nn.Module):
-    """pi(s) = clamp(W f(s) + b, -1, 1) on standardised features: ``distill``'s least-squares policy."""
-
-    def __init__(self, n_features: int = N_FEATURES, n_actions: int = 12):
-        super().__init__()
-        self.register_buffer("feat_mean", torch.zeros(n_features))
-        self.register_buffer("feat_std", torch.ones(n_features))
-        self.linear = nn.Linear(n_features, n_actions)
-        with torch.no_grad():
-            self.linear.weight.zero_()
-            self.linear.bias.zero_()
-
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.linear((feats - self.feat_mean) / self.feat_std).clamp(-1, 1)
-
-
-class DistilledActor(nn.Module):
-    """The policy a fine-tuned model serves: (1 - mix) * the RL actor + mix * the distilled linear policy.
-
-    Same interface as Actor (feats, conv_x) -> actions, so validation, calibration and serving use it as is.
-    """
-
-    def __init__(self, actor: Actor, linear: LinearPolicy, mix: float = 0.5):
-        super().__init__()
-        self.actor = actor
-        self.linear = linear
-        self.register_buffer("mix", torch.tensor(float(mix)))
-
-    def forward(
-        self, feats: torch.Tensor, conv_x: torch.Tensor, drop: float = 0.0, noise: float = 0.0
-    ) -> torch.Tensor:
-        return (1 - self.mix) * self.actor(feats, conv_x, drop, noise) + self.mix * self.linear(feats)
-
-
-def n_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-# ------------------------------------------------------------------------------------------------------
 # Environment: the editor and the reward, batched
 # ------------------------------------------------------------------------------------------------------
-
-
-def _resize_u8(x: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> uint8 (N, size, size, 3) by box averaging."""
-    if x.shape[1] == size:
-        return x
-    y = F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2).float(), size)
-    return y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
-
-
-def _resize_w(w: torch.Tensor | None, size: int) -> torch.Tensor | None:
-    if w is None or w.shape[1] == size:
-        return w
-    return F.adaptive_avg_pool2d(w[:, None], size)[:, 0].contiguous()
 
 
 def to_sliders(actions: torch.Tensor) -> torch.Tensor:
@@ -340,25 +153,8 @@ def to_sliders(actions: torch.Tensor) -> torch.Tensor:
 
 
 def edit(images: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    from rlcore import editor
-
+    """The environment: the editor (a black box) applied with actions in [-1, 1]."""
     return editor.apply_batch(images, to_sliders(actions))
-
-
-def env_reward(
-    before: torch.Tensor, actions: torch.Tensor, target: torch.Tensor, weights=None
-) -> torch.Tensor:
-    """One environment step for a batch: edit with the editor, score with rlcore.reward.reward."""
-    from rlcore import reward
-
-    return reward.reward(before, edit(before, actions), target, weights).float()
-
-
-def mean_delta_e(images: torch.Tensor, target: torch.Tensor, weights=None) -> torch.Tensor:
-    """Per-image (weighted) mean dE00 between two uint8 batches (rlcore.reward's definition)."""
-    from rlcore import reward
-
-    return reward.mean_delta_e(images, reward.srgb_to_lab(target), weights)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -369,8 +165,6 @@ def mean_delta_e(images: torch.Tensor, target: torch.Tensor, weights=None) -> to
 
 def camera_jitter(images: torch.Tensor, gen: torch.Generator, strength: float = 1.0) -> torch.Tensor:
     """Random under/over-exposure, colour cast, low contrast and saturation change of uint8 (N, H, W, 3)."""
-    from rlcore.color import linear_to_srgb, srgb_to_linear
-
     n = images.shape[0]
 
     def u(lo, hi):
@@ -404,6 +198,12 @@ def random_editor_actions(
 # ------------------------------------------------------------------------------------------------------
 
 
+def _resize_w(w: torch.Tensor | None, size: int) -> torch.Tensor | None:
+    if w is None or w.shape[1] == size:
+        return w
+    return F.adaptive_avg_pool2d(w[:, None], size)[:, 0].contiguous()
+
+
 @dataclass
 class _Pool:
     before: torch.Tensor  # uint8 (P, 64, 64, 3): states
@@ -414,15 +214,13 @@ class _Pool:
     env_size: int
 
     def __post_init__(self):
-        from rlcore import reward
-
         self.feats = features(self.before)
         self.conv = conv_input(self.before)
-        self.before_env = _resize_u8(self.before, self.env_size)
+        self.before_env = resize_u8(self.before, self.env_size)
         self.weights_env = _resize_w(self.weights, self.env_size)
         # rlcore.reward.reward(before, edited, target, w) = baseline - mean_delta_e(edited, target_lab, w):
         # the target's Lab and the unedited baseline are computed once per state instead of every step.
-        self.target_lab_env = reward.srgb_to_lab(_resize_u8(self.target, self.env_size))
+        self.target_lab_env = reward.srgb_to_lab(resize_u8(self.target, self.env_size))
         w = None if self.weights_env is None else self.weights_env[self.pair]
         self.baseline = reward.mean_delta_e(self.before_env, self.target_lab_env[self.pair], w)
         self.idx_original = torch.nonzero(self.original).squeeze(1)
@@ -441,8 +239,6 @@ class _Pool:
 
     def step(self, idx: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Rewards of editing states idx with actions (the environment, batched)."""
-        from rlcore import reward
-
         t = self.pair[idx]
         w = None if self.weights_env is None else self.weights_env[t]
         edited = edit(self.before_env[idx], actions)
@@ -456,16 +252,12 @@ class _Val:
     weights: torch.Tensor | None
 
     def __post_init__(self):
-        from rlcore import reward
-
         self.feats = features(self.before)
         self.conv = conv_input(self.before)
         self.target_lab = reward.srgb_to_lab(self.target)
 
     @torch.no_grad()
     def per_pair(self, actor: Actor | None, strength: float = 1.0) -> torch.Tensor:
-        from rlcore import reward
-
         if actor is None or strength == 0:
             edited = self.before
         else:
@@ -566,8 +358,6 @@ def _augment_pool(
         return _Pool(states, torch.arange(len(states)) % n, original, target, weights, env_size)
     if aug_target != "emulated":
         raise ValueError(f"aug_target must be 'unchanged' or 'emulated', got {aug_target!r}")
-    from rlcore import emulator
-
     style = emulator.fit(before, target, seed=seed)
     targets = torch.cat([target, emulator.moved_targets(style, before, torch.cat(jittered), target)])
     per_state_weights = None if weights is None else weights.repeat(copies + 1, 1, 1)
@@ -602,11 +392,12 @@ class FinetuneResult:
 
 
 # ------------------------------------------------------------------------------------------------------
-# Resumable state
+# Training checkpoints: the resumable state of a run in progress (not a model file: rlcore.modelfile)
 # ------------------------------------------------------------------------------------------------------
 
 
 def _fingerprint(*arrays, extra: str = "") -> str:
+    """What a checkpoint belongs to (the data, seed and settings): a checkpoint of another run is ignored."""
     h = hashlib.sha256(extra.encode())
     for a in arrays:
         if a is not None:
@@ -616,20 +407,15 @@ def _fingerprint(*arrays, extra: str = "") -> str:
     return h.hexdigest()[:16]
 
 
-def _save_state(path: Path, state: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+def _save_checkpoint(path: Path, state: dict) -> None:
+    """Written atomically: a worker killed mid-write leaves the previous checkpoint, never half of one."""
     buf = io.BytesIO()
     torch.save(state, buf)
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, buf.getvalue())
 
 
-def _load_state(path: Path) -> dict | None:
+def _load_checkpoint(path: Path) -> dict | None:
+    """The state _save_checkpoint wrote (tensors and plain values only: nothing is unpickled), or None."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
@@ -677,7 +463,7 @@ def _train(
     last_val, last_reward = best_val, float("nan")
 
     if checkpoint_path is not None and Path(checkpoint_path).exists():
-        st = _load_state(Path(checkpoint_path))
+        st = _load_checkpoint(Path(checkpoint_path))
         if st is not None and st.get("fingerprint") == fingerprint:
             actor.load_state_dict(st["actor"])
             critic.load_state_dict(st["critic"])
@@ -744,7 +530,7 @@ def _train(
     while True:
         if should_stop is not None and should_stop():
             if checkpoint_path is not None:
-                _save_state(Path(checkpoint_path), state_dict())
+                _save_checkpoint(Path(checkpoint_path), state_dict())
             raise Cancelled("fine-tuning cancelled")
         frac = fraction()
         if (max_steps is not None and step >= max_steps) or elapsed() >= seconds - cfg.reserve_s:
@@ -816,7 +602,7 @@ def _train(
                 since_best += 1
         now = time.monotonic()
         if checkpoint_path is not None and now - last_ckpt >= cfg.checkpoint_every_s:
-            _save_state(Path(checkpoint_path), state_dict())
+            _save_checkpoint(Path(checkpoint_path), state_dict())
             last_ckpt = time.monotonic()
         if on_progress is not None and now - last_progress >= 0.1:
             last_progress = now
@@ -861,21 +647,6 @@ def train_val_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray,
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-class _threads:
-    """Context manager: torch's intra-op threads set to cfg.threads, restored afterwards."""
-
-    def __init__(self, n: int):
-        self.n, self.old = n, torch.get_num_threads()
-
-    def __enter__(self):
-        if self.n > 0:
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        if self.n > 0:
-            torch.set_num_threads(self.old)
-
-
 def finetune(
     pairs: PairSet,
     base: PersonalModel | None = None,
@@ -899,15 +670,13 @@ def finetune(
 
     t_start = time.monotonic()
     cfg = copy.deepcopy(config or Config())
-    with _threads(cfg.threads):
+    with torch_threads(cfg.threads):
         return _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_stop, on_progress,
                          max_steps, cfg, t_start)  # fmt: skip
 
 
 def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_stop, on_progress, max_steps, cfg,
               t_start) -> FinetuneResult:  # fmt: skip
-    from rlcore.checkpoint import BASE_MODEL_PATH, PersonalModel, load_model
-
     if base is None:
         base = load_model(BASE_MODEL_PATH)
     if len(pairs) < 2:
@@ -929,8 +698,6 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     val_base = val.delta_e(base.actor)
     instant = seconds <= 0 and max_steps is None  # the base's answer for these pairs (a prior: their code)
     if base.encoder is not None:  # a style prior: its code for these training pairs is the instant model
-        from rlcore.prior import FixedStyleCritic, StyleActor
-
         z = base.encoder.encode(pairs.before[train_idx], pairs.after[train_idx])
         actor = StyleActor(copy.deepcopy(base.actor.policy), z)
         critic = FixedStyleCritic(copy.deepcopy(base.critic.critic), z)
@@ -1010,8 +777,6 @@ def validation_delta_e(model: PersonalModel, pairs: PairSet, idx: list[int] | np
 
     Compares a new personal model with the editor's active one on the new job's validation pairs.
     """
-    from rlcore import reward
-
     idx = np.asarray(idx, dtype=np.int64)
     before = torch.from_numpy(pairs.before[idx])
     edited = edit(before, model.predict_actions(before))
@@ -1068,18 +833,15 @@ def train_base(
             feat_noise=0.0,
         )
     )
-    with _threads(cfg.threads):
+    with torch_threads(cfg.threads):
         return _train_base(images, seconds, seed, n_train, n_val, max_steps, cfg, checkpoint_path, on_progress,
                            should_stop, source, untouched_share, t_start)  # fmt: skip
 
 
 def _train_base(images, seconds, seed, n_train, n_val, max_steps, cfg, checkpoint_path, on_progress, should_stop,
                 source, untouched_share, t_start) -> FinetuneResult:  # fmt: skip
-    from rlcore.checkpoint import PersonalModel
-    from rlcore.data import random_crops
-
     rng = np.random.default_rng(seed)
-    crops = random_crops(images, n_train + n_val, rng, size=THUMB)
+    crops = random_crops(images, n_train + n_val, rng, size=THUMB_SIZE)
     gen = torch.Generator().manual_seed(seed + 1)
     target = torch.from_numpy(crops)
     before = distort(target, gen)

@@ -42,10 +42,9 @@ def _progress_bar(total_label: str):
 
 
 def _save(model, out: str) -> int:
-    from rlcore.checkpoint import model_bytes
-    from rlcore.files import write_atomic
+    from rlcore.modelfile import save_model
 
-    return write_atomic(out, model_bytes(model))
+    return save_model(model, out)
 
 
 def _train_and_save(label: str, train, out: str, data, **kwargs) -> int:
@@ -75,8 +74,8 @@ def cmd_train_base(args) -> int:
 
 def cmd_finetune(args) -> int:
     from rlcore.agent import finetune
-    from rlcore.checkpoint import BASE_MODEL_PATH, load_model
     from rlcore.data import load_pairs_dir
+    from rlcore.modelfile import BASE_MODEL_PATH, load_model
 
     if args.face_weight < 0:
         raise CLIError("--face-weight must be >= 0")
@@ -91,8 +90,8 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from rlcore.checkpoint import load_model
     from rlcore.imageio import load_image
+    from rlcore.modelfile import load_model
 
     model = load_model(args.model)
     failed = 0
@@ -148,8 +147,8 @@ def cmd_evaluate(args) -> int:
     import torch
 
     from rlcore import editor, reward
-    from rlcore.checkpoint import load_model
     from rlcore.data import load_pairs_dir
+    from rlcore.modelfile import load_model
 
     model = load_model(args.model)
     pairs = load_pairs_dir(args.pairs)
@@ -241,8 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_ERROR
     except Exception as exc:  # one line, no traceback: the CLI is a contract
-        from rlcore.checkpoint import ModelFormatError
         from rlcore.data import DataError
+        from rlcore.modelfile import ModelFormatError
 
         known = isinstance(
             exc, CLIError | ModelFormatError | DataError | FileNotFoundError | ValueError | OSError

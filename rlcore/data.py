@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-THUMB = 64
+from rlcore import imageio
+from rlcore.imageio import THUMB_SIZE
+
 # The photo files the service accepts (JPEG, PNG, TIFF, WebP), by suffix in any case. The service and its
 # client declare the same set in personalize.client.conventions (rlcore imports nothing of ours, and the
 # client installs without rlcore); tests/test_conventions.py keeps the two equal.
@@ -89,7 +91,7 @@ def _resize_weights(w: np.ndarray, size: int) -> np.ndarray:
 def load_pairs_dir(
     directory: str | Path,
     face_weight: float = 0.0,
-    size: int = THUMB,
+    size: int = THUMB_SIZE,
     warn: Callable[[str], None] | None = None,
     align: bool = True,
 ) -> PairSet:
@@ -103,7 +105,6 @@ def load_pairs_dir(
     ``face_weight > 0`` pairs get per-pixel weights: masks/NAME.png (drawn over the before) where given,
     detected faces otherwise. Raises DataError when fewer than 2 usable pairs remain.
     """
-    from rlcore import imageio
     from rlcore.align import NotAligned, identity, warp_before
     from rlcore.align import align as align_pair
 
@@ -163,7 +164,7 @@ def _pair_weights(
 ) -> np.ndarray:
     """Weights for the before's aligned ``region``: from a mask drawn over the whole before (cut and
     turned like the before), else from faces detected in the region."""
-    from rlcore import faces, imageio
+    from rlcore import faces
     from rlcore.align import warp_before
 
     if mask_path is not None:
@@ -190,8 +191,6 @@ def load_images(directory: str | Path, max_side: int = 1024, warn: Callable[[str
     """Loads every readable photo of a folder as uint8 (H, W, 3), downscaled to at most max_side."""
     from PIL import Image
 
-    from rlcore import imageio
-
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     images = []
     for path in list_images(directory):
@@ -215,7 +214,7 @@ def load_images(directory: str | Path, max_side: int = 1024, warn: Callable[[str
 
 
 def random_crops(
-    images: list[np.ndarray], n: int, rng: np.random.Generator, size: int = THUMB, min_frac: float = 0.3
+    images: list[np.ndarray], n: int, rng: np.random.Generator, size: int = THUMB_SIZE, min_frac: float = 0.3
 ) -> np.ndarray:
     """n thumbnails of random crops (side 30%..100% of the photo, any aspect up to 2:1)."""
     from PIL import Image

@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlcore.agent import _resize_u8
 from rlcore.color import linear_to_srgb, srgb_to_linear
 from rlcore.editor import LUMA
+from rlcore.features import resize_u8
 
 N_STATS = 15
 STATS_SIZE = 32
@@ -45,7 +45,7 @@ def _quantile_rows(v: torch.Tensor, q: list[float]) -> torch.Tensor:
 def photo_stats(images: torch.Tensor) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float (N, 15): the statistics the per-photo part depends on (on a 32x32 copy,
     so that they do not depend on the size the emulator is run at)."""
-    images = _resize_u8(images, STATS_SIZE)
+    images = resize_u8(images, STATS_SIZE)
     n = images.shape[0]
     enc = images.reshape(n, -1, 3).float() / 255.0
     lin = srgb_to_linear(images.reshape(n, -1, 3))
@@ -109,7 +109,7 @@ def fit(
         before, after = before[keep], after[keep]
     before, after = torch.as_tensor(before), torch.as_tensor(after)
     stats = photo_stats(before)
-    b, a = _resize_u8(before, size), _resize_u8(after, size).float() / 255.0
+    b, a = resize_u8(before, size), resize_u8(after, size).float() / 255.0
     with torch.random.fork_rng():  # seeded initial weights, without touching the caller's random state
         torch.manual_seed(seed)
         model = StyleEmulator()
@@ -147,8 +147,8 @@ def moved_targets(
     difference is scaled up to H x W.
     """
     copies = jittered.shape[0] // before.shape[0]
-    base = emulate(model, _resize_u8(before, size))
-    delta = emulate(model, _resize_u8(jittered, size)) - base.repeat(copies, 1, 1, 1)
+    base = emulate(model, resize_u8(before, size))
+    delta = emulate(model, resize_u8(jittered, size)) - base.repeat(copies, 1, 1, 1)
     if delta.shape[1:3] != after.shape[1:3]:
         delta = F.interpolate(delta.permute(0, 3, 1, 2), size=after.shape[1:3], mode="nearest")
         delta = delta.permute(0, 2, 3, 1)

@@ -18,9 +18,11 @@ The same one-step actor-critic as rlcore.agent, across styles:
 * every few iterations: validation dE00 on styles never trained on, with their own context pairs; keep
   the best.
 
-``PriorModel`` wraps a trained prior as the base model of rlcore.checkpoint: ``actor`` acts with a default
-code (the code of "bring camera errors back", so editors without a personal model get mild corrections),
-``encoder`` encodes an editor's pairs.
+``train_prior`` returns the prior as a model file (rlcore.modelfile.PersonalModel, kind "prior") that
+can be fine-tuning's base: its ``actor`` acts with a default code (the code of "bring camera errors back",
+so editors without a personal model get mild corrections), its ``encoder`` encodes an editor's pairs.
+The networks themselves (StyleEncoder, StylePolicy, StyleCritic, and StyleActor / FixedStyleCritic with
+one code fixed) are in rlcore.networks, where model files find them.
 """
 
 from __future__ import annotations
@@ -35,22 +37,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlcore.agent import (
-    N_FEATURES,
-    THUMB,
-    FinetuneResult,
-    Progress,
-    _resize_u8,
-    _threads,
-    camera_jitter,
-    edit,
-    features,
-    mlp_with_dropout,
-    to_sliders,
+from rlcore import reward, stylegen
+from rlcore.agent import FinetuneResult, Progress, camera_jitter, edit, to_sliders
+from rlcore.data import random_crops
+from rlcore.features import N_FEATURES, features, resize_u8
+from rlcore.imageio import THUMB_SIZE
+from rlcore.modelfile import PersonalModel
+from rlcore.networks import (
+    FixedStyleCritic,
+    StyleActor,
+    StyleCritic,
+    StyleEncoder,
+    StylePolicy,
+    pair_features,
+    torch_threads,
 )
 
-__all__ = ["PriorConfig", "StyleEncoder", "StylePolicy", "StyleCritic", "StyleActor", "FixedStyleCritic",
-           "train_prior", "pair_features"]  # fmt: skip
+__all__ = ["PriorConfig", "train_prior"]
 
 
 VAL_CONTEXT = 10  # pairs a validation style's code is read from; its other photos are the queries
@@ -106,109 +109,6 @@ class PriorConfig:
 
 
 # ------------------------------------------------------------------------------------------------------
-# Networks
-# ------------------------------------------------------------------------------------------------------
-
-
-def pair_features(before_feats: torch.Tensor, after_feats: torch.Tensor) -> torch.Tensor:
-    """What the encoder reads of one pair: the before's statistics, the after's, and how they differ."""
-    return torch.cat([before_feats, after_feats, after_feats - before_feats], -1)
-
-
-def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                         nn.Linear(hidden, n_out))  # fmt: skip
-
-
-class StyleEncoder(nn.Module):
-    """A set of (before, after) pair features -> a style code (a Deep Sets mean over the pairs)."""
-
-    def __init__(self, n_features: int = N_FEATURES, hidden: int = 128, style_dim: int = 32):
-        super().__init__()
-        self.register_buffer("pair_mean", torch.zeros(3 * n_features))
-        self.register_buffer("pair_std", torch.ones(3 * n_features))
-        self.phi = _mlp(3 * n_features, hidden, hidden)
-        self.rho = _mlp(hidden, hidden, style_dim)
-
-    def forward(self, pairs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """pairs (B, K, 3F), mask (B, K) of the pairs present -> z (B, style_dim)."""
-        h = self.phi((pairs - self.pair_mean) / self.pair_std)
-        if mask is None:
-            return self.rho(h.mean(1))
-        m = mask.unsqueeze(-1).float()
-        return self.rho((h * m).sum(1) / m.sum(1).clamp_min(1.0))
-
-    @torch.no_grad()
-    def encode(self, before, after) -> torch.Tensor:
-        """One editor's pairs, uint8 (N, H, W, 3) each -> z (1, style_dim)."""
-        return self(pair_features(features(before), features(after)).unsqueeze(0))
-
-
-class StylePolicy(nn.Module):
-    """pi(s, z): state features and a style code -> 12 sliders in [-1, 1]."""
-
-    def __init__(self, n_features: int = N_FEATURES, style_dim: int = 32, hidden: int = 256):
-        super().__init__()
-        self.register_buffer("feat_mean", torch.zeros(n_features))
-        self.register_buffer("feat_std", torch.ones(n_features))
-        self.mlp = _mlp(n_features + style_dim, hidden, 12)
-        with torch.no_grad():  # start near "no edit"
-            self.mlp[-1].weight.mul_(0.1)
-            self.mlp[-1].bias.zero_()
-
-    def forward(
-        self, feats: torch.Tensor, z: torch.Tensor, drop: float = 0.0, noise: float = 0.0
-    ) -> torch.Tensor:
-        f = (feats - self.feat_mean) / self.feat_std
-        if noise > 0:
-            f = f + noise * torch.randn_like(f)
-        return torch.tanh(mlp_with_dropout(self.mlp, torch.cat([f, z], 1), drop))
-
-
-class StyleCritic(nn.Module):
-    """Q(s, z, a): predicted reward of editing s with a in style z; Q(s, z, 0) = 0 exactly."""
-
-    def __init__(self, n_features: int = N_FEATURES, style_dim: int = 32, hidden: int = 256):
-        super().__init__()
-        self.register_buffer("feat_mean", torch.zeros(n_features))
-        self.register_buffer("feat_std", torch.ones(n_features))
-        self.net = _mlp(n_features + style_dim + 12, hidden, 1)
-
-    def forward(self, feats: torch.Tensor, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        f = torch.cat([(feats - self.feat_mean) / self.feat_std, z], 1)
-        both = torch.cat([torch.cat([f, actions], 1), torch.cat([f, torch.zeros_like(actions)], 1)], 0)
-        q = self.net(both).squeeze(1)
-        return q[: feats.shape[0]] - q[feats.shape[0] :]
-
-
-class StyleActor(nn.Module):
-    """The policy with one style's code: rlcore.agent's actor interface (feats, conv) -> actions.
-
-    The code is a parameter, so RL fine-tuning refines it together with the policy's weights.
-    """
-
-    def __init__(self, policy: StylePolicy, z: torch.Tensor):
-        super().__init__()
-        self.policy = policy
-        self.z = nn.Parameter(z.detach().clone().reshape(1, -1))
-
-    def forward(self, feats, conv_x=None, drop: float = 0.0, noise: float = 0.0) -> torch.Tensor:
-        return self.policy(feats, self.z.expand(feats.shape[0], -1), drop, noise)
-
-
-class FixedStyleCritic(nn.Module):
-    """The critic with one style's code fixed: rlcore.agent's critic interface (feats, actions) -> Q."""
-
-    def __init__(self, critic: StyleCritic, z: torch.Tensor):
-        super().__init__()
-        self.critic = critic
-        self.register_buffer("z", z.detach().clone().reshape(1, -1))
-
-    def forward(self, feats, actions) -> torch.Tensor:
-        return self.critic(feats, self.z.expand(feats.shape[0], -1), actions)
-
-
-# ------------------------------------------------------------------------------------------------------
 # The bank of generated styles
 # ------------------------------------------------------------------------------------------------------
 
@@ -223,16 +123,14 @@ class _Bank:
     env_size: int
 
     def __post_init__(self):
-        from rlcore import reward
-
         s, p = self.before.shape[:2]
-        flat_b = self.before.reshape(s * p, THUMB, THUMB, 3)
-        flat_a = self.after.reshape(s * p, THUMB, THUMB, 3)
+        flat_b = self.before.reshape(s * p, THUMB_SIZE, THUMB_SIZE, 3)
+        flat_a = self.after.reshape(s * p, THUMB_SIZE, THUMB_SIZE, 3)
         self.feats_before = _chunked(features, flat_b).reshape(s, p, -1)
         self.feats_after = _chunked(features, flat_a).reshape(s, p, -1)
         self.pairs = pair_features(self.feats_before, self.feats_after)
-        self.before_env = _resize_u8(flat_b, self.env_size).reshape(s, p, self.env_size, self.env_size, 3)
-        target_env = _resize_u8(flat_a, self.env_size)
+        self.before_env = resize_u8(flat_b, self.env_size).reshape(s, p, self.env_size, self.env_size, 3)
+        target_env = resize_u8(flat_a, self.env_size)
         self.target_lab_env = _chunked(reward.srgb_to_lab, target_env).reshape(
             s, p, self.env_size, self.env_size, 3
         )
@@ -256,8 +154,6 @@ class _Bank:
 
     def step(self, si: torch.Tensor, pi: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Rewards of editing pairs (si, pi) with actions: the editor runs, the reward scores."""
-        from rlcore import reward
-
         edited = edit(self.before_env[si, pi], actions)
         return (self.baseline[si, pi] - reward.mean_delta_e(edited, self.target_lab_env[si, pi])).float()
 
@@ -270,13 +166,10 @@ def make_bank(
     photos: list[np.ndarray], n_styles: int, photos_per_style: int, seed: int, env_size: int
 ) -> _Bank:
     """Generated styles applied to camera-like befores cut from photos (crops differ per style)."""
-    from rlcore import stylegen
-    from rlcore.data import random_crops
-
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     n = n_styles * photos_per_style
-    crops = torch.from_numpy(random_crops(photos, n, rng, size=THUMB))
+    crops = torch.from_numpy(random_crops(photos, n, rng, size=THUMB_SIZE))
     befores = _chunked(lambda x: camera_jitter(x, gen, 1.0), crops)
     styles = stylegen.random_styles(n_styles, gen)
     which = torch.arange(n_styles).repeat_interleave(photos_per_style)
@@ -287,8 +180,8 @@ def make_bank(
         sliders.append(s)
     shape = (n_styles, photos_per_style)
     return _Bank(
-        befores.reshape(*shape, THUMB, THUMB, 3),
-        torch.cat(afters).reshape(*shape, THUMB, THUMB, 3),
+        befores.reshape(*shape, THUMB_SIZE, THUMB_SIZE, 3),
+        torch.cat(afters).reshape(*shape, THUMB_SIZE, THUMB_SIZE, 3),
         torch.cat(sliders).reshape(*shape, 12) / 100.0,
         env_size,
     )
@@ -299,11 +192,9 @@ def default_code_pairs(photos: list[np.ndarray], n: int, seed: int) -> tuple[tor
 
     Their code is the prior's default: what an editor without a personal model gets.
     """
-    from rlcore.data import random_crops
-
     rng = np.random.default_rng(seed + 99)
     gen = torch.Generator().manual_seed(seed + 99)
-    target = torch.from_numpy(random_crops(photos, n, rng, size=THUMB))
+    target = torch.from_numpy(random_crops(photos, n, rng, size=THUMB_SIZE))
     return camera_jitter(target, gen, 1.0), target
 
 
@@ -334,14 +225,12 @@ def _context(bank: _Bank, styles: torch.Tensor, cfg: PriorConfig, gen: torch.Gen
 @torch.no_grad()
 def _validate(bank: _Bank, encoder: StyleEncoder, policy: StylePolicy, context: int = VAL_CONTEXT) -> float:
     """Mean dE00 (at 64x64) of the actor's edits of each validation style's other photos, code from `context`."""
-    from rlcore import reward
-
     z = encoder(bank.pairs[:, :context])
     q = bank.n_photos - context
     f = bank.feats_before[:, context:].reshape(-1, bank.feats_before.shape[-1])
     a = policy(f, z.repeat_interleave(q, 0))
-    before = bank.before[:, context:].reshape(-1, THUMB, THUMB, 3)
-    target = bank.after[:, context:].reshape(-1, THUMB, THUMB, 3)
+    before = bank.before[:, context:].reshape(-1, THUMB_SIZE, THUMB_SIZE, 3)
+    target = bank.after[:, context:].reshape(-1, THUMB_SIZE, THUMB_SIZE, 3)
     return float(reward.mean_delta_e(edit(before, a), reward.srgb_to_lab(target)).mean())
 
 
@@ -357,13 +246,11 @@ def train_prior(
 ):
     """Learns the style prior from photos and generated styles; returns a FinetuneResult (kind 'prior')."""
     cfg = copy.deepcopy(config or PriorConfig.for_budget(seconds if max_steps is None else 3600.0))
-    with _threads(cfg.threads):
+    with torch_threads(cfg.threads):
         return _train_prior(images, seconds, seed, max_steps, cfg, on_progress, source, time.monotonic())
 
 
 def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress, source, t_start):
-    from rlcore.checkpoint import PersonalModel
-
     if not (cfg.context_min <= cfg.context_max < cfg.photos_per_style and VAL_CONTEXT < cfg.photos_per_style):
         raise ValueError(
             f"need context_min <= context_max < photos_per_style, and {VAL_CONTEXT} < photos_per_style"

@@ -13,19 +13,16 @@ import torch
 
 from rlcore import editor, reward
 from rlcore.agent import (
-    N_FEATURES,
-    Actor,
     Cancelled,
     Config,
-    Critic,
     PairSet,
     Progress,
     _augment_pool,
-    features,
     finetune,
-    n_params,
 )
-from rlcore.checkpoint import PersonalModel
+from rlcore.features import N_FEATURES, features
+from rlcore.modelfile import PersonalModel
+from rlcore.networks import Actor, Critic, n_params
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -267,7 +264,7 @@ def test_a_published_model_never_validates_worse_than_no_edit():
 
 
 def test_calibrated_strength_travels_with_the_model_file_and_scales_its_sliders():
-    from rlcore.checkpoint import load_model, model_bytes
+    from rlcore.modelfile import load_model, model_bytes
 
     pairs = exposure_pairs(16, seed=2)
     res = finetune(pairs, base=fresh_base(), seed=0, max_steps=60, config=Config(**FAST))
@@ -289,7 +286,8 @@ def test_calibrated_strength_travels_with_the_model_file_and_scales_its_sliders(
 def test_distillation_blends_a_linear_policy_that_carries_an_adaptive_edit_to_new_photos():
     """A style whose exposure depends on the photo (brighten dark photos, darken bright ones): the linear
     policy fitted to the search's best actions follows that dependence on photos it never saw."""
-    from rlcore.agent import DistilledActor, LinearPolicy, _Val, distill
+    from rlcore.agent import _Val, distill
+    from rlcore.networks import DistilledActor, LinearPolicy
 
     before = scenes(40, 7)
     mean_grey = before.reshape(40, -1).mean(1)
@@ -314,8 +312,8 @@ def test_distillation_blends_a_linear_policy_that_carries_an_adaptive_edit_to_ne
 
 
 def test_finetune_serves_the_distilled_blend_only_when_it_validates_better_and_it_survives_the_file():
-    from rlcore.agent import DistilledActor
-    from rlcore.checkpoint import load_model, model_bytes
+    from rlcore.modelfile import load_model, model_bytes
+    from rlcore.networks import DistilledActor
 
     pairs = exposure_pairs(16, seed=3)
     res = finetune(pairs, base=fresh_base(), seed=0, max_steps=60, config=Config(**FAST))

@@ -174,9 +174,9 @@ def test_pairs_folder_aligns_crops_and_refuses_wrong_pairs(tmp_path):
 
 
 def test_rlcore_command_line_lists_aligned_and_refused_pairs(tmp_path, capsys):
-    from rlcore.agent import Actor, Critic
-    from rlcore.checkpoint import PersonalModel, save_model
     from rlcore.cli import main
+    from rlcore.modelfile import PersonalModel, save_model
+    from rlcore.networks import Actor, Critic
 
     torch.manual_seed(0)
     model = tmp_path / "base.pt"

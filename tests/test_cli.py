@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 from rlcore import editor
-from rlcore.agent import Actor, Critic
-from rlcore.checkpoint import PersonalModel, load_model, save_model
 from rlcore.cli import main
 from rlcore.data import DataError, load_pairs_dir
+from rlcore.modelfile import PersonalModel, load_model, save_model
+from rlcore.networks import Actor, Critic
 
 ROOT = Path(__file__).resolve().parent.parent
 

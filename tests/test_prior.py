@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from rlcore.agent import Config, features, finetune
-from rlcore.checkpoint import PersonalModel, load_model, model_bytes
-from rlcore.prior import (
+from rlcore.agent import Config, finetune
+from rlcore.features import features
+from rlcore.modelfile import PersonalModel, load_model, model_bytes
+from rlcore.networks import (
     FixedStyleCritic,
-    PriorConfig,
     StyleActor,
     StyleCritic,
     StyleEncoder,
     StylePolicy,
     pair_features,
-    train_prior,
 )
+from rlcore.prior import PriorConfig, train_prior
 from tests.test_agent import FAST, exposure_pairs, scenes
 
 pytestmark = pytest.mark.filterwarnings("ignore")

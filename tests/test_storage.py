@@ -20,7 +20,7 @@ from personalize.accounts import create_or_get_editor
 from personalize.devstack import free_port
 from personalize.models import PersonalModel, TrainingJob
 from rlcore import files
-from rlcore.checkpoint import load_model
+from rlcore.modelfile import load_model
 from tests.conftest import start_worker, stop_process, subprocess_env, wait_for
 from tests.photos import pair_bytes
 from workers import training

@@ -14,7 +14,7 @@ from personalize.inference import base_model_path
 from personalize.jobs import create_job
 from personalize.models import EditorProfile, PersonalModel, Prediction, TrainingJob
 from personalize.pairs import upload_pair
-from rlcore.checkpoint import load_model
+from rlcore.modelfile import load_model
 from tests.photos import pair_bytes
 from workers import training
 

@@ -22,7 +22,7 @@ from personalize.accounts import create_or_get_editor
 from personalize.jobs import create_job
 from personalize.models import EditorProfile, Pair, PersonalModel, Prediction, TrainingJob
 from personalize.pairs import upload_pair
-from rlcore.checkpoint import load_model
+from rlcore.modelfile import load_model
 from tests.photos import encode, pair_bytes, photo
 from workers import training
 

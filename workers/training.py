@@ -37,9 +37,9 @@ from personalize.models import EditorProfile, JobEvent, PersonalModel, TrainingJ
 from personalize.pairs import pair_thumbnails
 from rlcore import files
 from rlcore.agent import Cancelled, finetune, validation_delta_e
-from rlcore.checkpoint import ModelFormatError, model_bytes
 from rlcore.data import PairSet
 from rlcore.faces import weights_from_mask
+from rlcore.modelfile import ModelFormatError, model_bytes
 
 log = logging.getLogger(__name__)
 

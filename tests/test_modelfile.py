@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from rlcore import editor
-from rlcore.agent import Actor, Critic
-from rlcore.checkpoint import (
+from rlcore.imageio import thumbnail
+from rlcore.modelfile import (
     BASE_MODEL_PATH,
     ModelFormatError,
     PersonalModel,
@@ -20,7 +20,7 @@ from rlcore.checkpoint import (
     model_bytes,
     save_model,
 )
-from rlcore.imageio import thumbnail
+from rlcore.networks import Actor, Critic
 
 
 def small_model(kind: str = "personal", critic: bool = True) -> PersonalModel:

@@ -10,6 +10,10 @@ holds one JSON document under the key ``rlcore``::
 
 Loading never unpickles anything.  A file for another adjustment list or format version is refused with
 ModelFormatError.
+
+A model file is what a training run publishes and what predictions load. It is not a training
+checkpoint: the resumable state of a run in progress (optimisers, replay buffer, RNG states) is
+rlcore.agent's business and never leaves the machine that trains.
 """
 
 from __future__ import annotations
@@ -24,17 +28,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlcore.agent import (
-    CONV_THUMB,
-    N_FEATURES,
-    THUMB,
+from rlcore.editor import ADJUSTMENTS
+from rlcore.features import CONV_THUMB, N_FEATURES, conv_input, features, resize_u8
+from rlcore.files import write_atomic
+from rlcore.imageio import THUMB_SIZE, thumbnail
+from rlcore.networks import (
     Actor,
     Critic,
     DistilledActor,
+    FixedStyleCritic,
     LinearPolicy,
-    _threads,
-    conv_input,
-    features,
+    StyleActor,
+    StyleCritic,
+    StyleEncoder,
+    StylePolicy,
+    n_params,
+    torch_threads,
 )
 
 FORMAT = "rlcore-model"
@@ -50,22 +59,15 @@ class ModelFormatError(ValueError):
     """The file is not an rlcore model this code can use (the message says why)."""
 
 
-def _adjustments() -> list[str]:
-    from rlcore.editor import ADJUSTMENTS
-
-    return list(ADJUSTMENTS)
-
-
 class PersonalModel:
     """An actor (and optionally its critic) plus self-describing metadata; predicts sliders for photos.
 
-    Two families: "plain" (rlcore.agent's Actor and Critic, format 1) and "style" (rlcore.prior's policy
-    with a style code, format 2); a style prior also carries the encoder that reads an editor's pairs.
+    Two families (rlcore.networks): "plain" (Actor and Critic, format 1) and "style" (the style policy
+    with a style code, format 2, trained by rlcore.prior); a style prior also carries the encoder that
+    reads an editor's pairs.
     """
 
     def __init__(self, actor, critic=None, metadata: dict[str, Any] | None = None, encoder=None):
-        from rlcore.prior import StyleActor
-
         self.actor = actor.eval()
         self.critic = critic.eval() if critic is not None else None
         self.encoder = encoder.eval() if encoder is not None else None
@@ -74,7 +76,7 @@ class PersonalModel:
         meta.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
         meta["format"] = FORMAT
         meta["feature_version"] = FEATURE_VERSION
-        meta["adjustments"] = meta.get("adjustments") or _adjustments()
+        meta["adjustments"] = meta.get("adjustments") or list(ADJUSTMENTS)
         if isinstance(actor, StyleActor):
             meta["format_version"] = 2
             meta["arch"] = {
@@ -84,7 +86,7 @@ class PersonalModel:
                 "actor_hidden": actor.policy.mlp[0].out_features,
                 "critic_hidden": critic.critic.net[0].out_features if critic is not None else None,
                 "encoder_hidden": encoder.phi[0].out_features if encoder is not None else None,
-                "thumb": THUMB,
+                "thumb": THUMB_SIZE,
             }
         else:
             rl_actor = actor.actor if isinstance(actor, DistilledActor) else actor
@@ -95,13 +97,13 @@ class PersonalModel:
                 "actor_hidden": rl_actor.mlp[0].out_features,
                 "conv_channels": rl_actor.conv[2].out_channels,
                 "critic_hidden": critic.net[0].out_features if critic is not None else None,
-                "thumb": THUMB,
+                "thumb": THUMB_SIZE,
                 "conv_thumb": CONV_THUMB,
-                # tensors actor.actor.* and actor.linear.* (rlcore.agent.DistilledActor) instead of actor.*
+                # tensors actor.actor.* and actor.linear.* (a DistilledActor) instead of actor.*
                 "distilled": isinstance(actor, DistilledActor),
             }
-        meta["actor_params"] = sum(p.numel() for p in actor.parameters())
-        meta["critic_params"] = sum(p.numel() for p in critic.parameters()) if critic is not None else 0
+        meta["actor_params"] = n_params(actor)
+        meta["critic_params"] = n_params(critic) if critic is not None else 0
         if not meta.get("model_id"):
             meta["model_id"] = f"{meta['kind']}-{_weights_hash(self._tensors())}"
         if meta["kind"] == "base":
@@ -135,12 +137,10 @@ class PersonalModel:
         )
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"thumbnails must be (N, H, W, 3) uint8, got {tuple(x.shape)}")
-        if x.shape[1:3] != (THUMB, THUMB):
-            from rlcore.agent import _resize_u8
-
-            x = _resize_u8(x, THUMB)
+        if x.shape[1:3] != (THUMB_SIZE, THUMB_SIZE):
+            x = resize_u8(x, THUMB_SIZE)
         # tiny tensors: one thread is fastest, and 2 threads on a busy 2-core machine are ~50x slower
-        with _threads(1 if x.shape[0] <= 64 else 0):
+        with torch_threads(1 if x.shape[0] <= 64 else 0):
             return self.actor(features(x), conv_input(x)) * self.strength
 
     def predict_thumbnails(self, thumbs) -> np.ndarray:
@@ -150,9 +150,7 @@ class PersonalModel:
 
     def predict(self, image) -> dict[str, int]:
         """A photo (uint8 H x W x 3, any size) -> {adjustment name: int}; computes the thumbnail itself."""
-        from rlcore.imageio import thumbnail
-
-        thumb = thumbnail(np.asarray(image), size=THUMB)
+        thumb = thumbnail(np.asarray(image), size=THUMB_SIZE)
         values = self.predict_thumbnails(thumb[None])[0]
         return {name: int(v) for name, v in zip(self.adjustments, values, strict=True)}
 
@@ -176,10 +174,8 @@ def model_bytes(model: PersonalModel) -> bytes:
 
 
 def save_model(model: PersonalModel, path: str | Path) -> int:
-    """Writes the model file (not atomically: callers that need it write a temp file and rename); returns bytes."""
-    data = model_bytes(model)
-    Path(path).write_bytes(data)
-    return len(data)
+    """Writes the model file atomically (a reader sees the old file or the new one); returns its bytes."""
+    return write_atomic(path, model_bytes(model))
 
 
 def _read_header(data: bytes) -> dict:
@@ -228,7 +224,7 @@ def load_model(source: str | Path | bytes | bytearray, *, check_adjustments: boo
             f"is not supported (this rlcore reads {READABLE_FORMAT_VERSIONS}/{FEATURE_VERSION}); retrain the model"
         )
     if check_adjustments:
-        ours = _adjustments()
+        ours = list(ADJUSTMENTS)
         theirs = meta.get("adjustments")
         if theirs != ours:
             raise ModelFormatError(
@@ -250,7 +246,6 @@ def load_model(source: str | Path | bytes | bytearray, *, check_adjustments: boo
 
 def _networks(arch: dict, tensors: dict[str, torch.Tensor]):
     """The networks a model file describes, with its weights: (actor, critic or None, encoder or None)."""
-    from rlcore.prior import FixedStyleCritic, StyleActor, StyleCritic, StyleEncoder, StylePolicy
 
     def part(prefix: str) -> dict[str, torch.Tensor] | None:
         found = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}

@@ -1,0 +1,89 @@
+"""What the networks see of a photo: global colour statistics and a small copy for the convolution.
+
+The state is a photo's 64x64 thumbnail (``rlcore.imageio.THUMB_SIZE``, made by ``rlcore.imageio.thumbnail``).
+The editor's adjustments are pointwise and global, so global colour statistics carry most of what
+matters: ``features`` gives N_FEATURES of them (RGB and L* percentiles, a*/b* mean, spread and
+percentiles, chroma, a lightness histogram, clipped-pixel shares, grey-world balance). The actor also
+gets the thumbnail itself, shrunk to CONV_THUMB x CONV_THUMB (``conv_input``).
+
+Changing what ``features`` computes makes every model file unreadable: bump
+``rlcore.modelfile.FEATURE_VERSION`` with it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rlcore.color import srgb_to_lab, srgb_to_linear
+
+__all__ = ["N_FEATURES", "CONV_THUMB", "features", "conv_input", "resize_u8"]
+
+CONV_THUMB = 16  # the actor's convolution input side
+
+_Q = torch.tensor([0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99])
+_HIST_BINS = 16
+N_FEATURES = 21 + 7 + 10 + 3 + _HIST_BINS + 2 + 2
+
+
+def _as_tensor_u8(images) -> torch.Tensor:
+    if isinstance(images, torch.Tensor):
+        return images.to(torch.uint8)
+    return torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
+
+
+def _hist_quantiles(v: torch.Tensor, lo: float, hi: float, bins: int, q: torch.Tensor) -> torch.Tensor:
+    """Quantiles q of each row of v (N, P) from a bins-bin histogram on [lo, hi] (sorting is 10x slower)."""
+    n, p = v.shape
+    idx = ((v - lo) * (bins / (hi - lo))).long().clamp_(0, bins - 1)
+    idx += torch.arange(n).unsqueeze(1) * bins
+    cdf = torch.bincount(idx.view(-1), minlength=n * bins).view(n, bins).cumsum(1).float() / p
+    k = torch.searchsorted(cdf, q.expand(n, -1).contiguous() - 1e-6).clamp_(max=bins - 1)
+    return lo + (k.float() + 0.5) * ((hi - lo) / bins)
+
+
+def features(thumbs) -> torch.Tensor:
+    """Global colour statistics of uint8 thumbnails (N, H, W, 3) -> float32 (N, N_FEATURES), roughly O(1)."""
+    x = _as_tensor_u8(thumbs)
+    n = x.shape[0]
+    flat = x.reshape(n, -1, 3)
+    p = flat.shape[1]
+    planes = flat.permute(2, 0, 1).float()  # (3, N, P) in 0..255
+    f_rgb = torch.stack([_hist_quantiles(planes[c], -0.5, 255.5, 256, _Q) for c in range(3)], 2)
+    f_rgb = (f_rgb / 255.0).reshape(n, -1)  # 21
+    lab = srgb_to_lab(flat)  # (N, P, 3)
+    L, a, b = lab[..., 0] / 100.0, lab[..., 1] / 50.0, lab[..., 2] / 50.0
+    f_L = _hist_quantiles(L, 0.0, 1.0, 200, _Q)  # 7
+    q3 = _Q[[1, 3, 5]]
+    f_ab = []
+    for c in (a, b):
+        f_ab += [c.mean(1, keepdim=True), c.std(1, keepdim=True), _hist_quantiles(c, -2.6, 2.6, 260, q3)]
+    f_ab = torch.cat(f_ab, 1)  # 10
+    chroma = torch.sqrt(a * a + b * b)
+    f_c = torch.cat([chroma.mean(1, keepdim=True), _hist_quantiles(chroma, 0.0, 3.0, 150, q3[1:])], 1)  # 3
+    bins = (L.clamp(0, 0.9999) * _HIST_BINS).long() + torch.arange(n).unsqueeze(1) * _HIST_BINS
+    hist = torch.bincount(bins.view(-1), minlength=n * _HIST_BINS).view(n, _HIST_BINS).float() / p * 4.0  # 16
+    hi_clip = (flat.amax(-1) >= 254).float().mean(1)
+    lo_clip = (flat.amin(-1) <= 1).float().mean(1)
+    clip = torch.stack([hi_clip, lo_clip], 1) * 4.0  # 2
+    lin = srgb_to_linear(flat).mean(1) + 1e-3  # (N, 3)
+    gw = torch.stack([torch.log(lin[:, 0] / lin[:, 1]), torch.log(lin[:, 2] / lin[:, 1])], 1)  # 2
+    return torch.cat([f_rgb, f_L, f_ab, f_c, hist, clip, gw], 1).float()
+
+
+def conv_input(thumbs) -> torch.Tensor:
+    """uint8 (N, 64, 64, 3) -> float (N, 3, 16, 16) centred on 0: the actor's convolution input."""
+    x = _as_tensor_u8(thumbs).permute(0, 3, 1, 2).float() / 255.0 - 0.5
+    if x.shape[-1] != CONV_THUMB:
+        x = F.adaptive_avg_pool2d(x, CONV_THUMB)
+    return x.contiguous()
+
+
+def resize_u8(x: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> uint8 (N, size, size, 3) by box averaging (thumbnails of another size, the
+    reward's smaller copies while training)."""
+    if x.shape[1] == size:
+        return x
+    y = F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2).float(), size)
+    return y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()

@@ -1,0 +1,266 @@
+"""Every network a model file can hold, and how to run them (no training here: rlcore.agent, rlcore.prior).
+
+* the plain family (rlcore.agent's fine-tuning and base model): ``Actor`` pi(s) and ``Critic`` Q(s, a);
+  ``DistilledActor`` blends the RL actor with ``LinearPolicy``, the ridge policy fitted after fine-tuning;
+* the style family (rlcore.prior): ``StyleEncoder`` reads an editor's pairs into a style code z,
+  ``StylePolicy`` pi(s, z) and ``StyleCritic`` Q(s, z, a); ``StyleActor`` and ``FixedStyleCritic`` fix
+  one style's code and so offer the plain family's interface, which fine-tuning and serving use.
+
+Every network reads ``rlcore.features.features`` of the state, standardised by the buffers
+``feat_mean`` / ``feat_std`` that training sets from its states.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlcore.features import N_FEATURES, features
+
+__all__ = ["Actor", "Critic", "LinearPolicy", "DistilledActor", "StyleEncoder", "StylePolicy", "StyleCritic",
+           "StyleActor", "FixedStyleCritic", "pair_features", "mlp_with_dropout", "n_params", "torch_threads"]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------------
+# The plain family: actor, critic, distilled linear policy
+# ------------------------------------------------------------------------------------------------------
+
+
+class Actor(nn.Module):
+    """pi(s): features (MLP) + a tiny conv over the 16x16 thumbnail -> 12 sliders in [-1, 1]."""
+
+    def __init__(
+        self, n_features: int = N_FEATURES, hidden: int = 128, conv_channels: int = 16, n_actions: int = 12
+    ):
+        super().__init__()
+        self.register_buffer("feat_mean", torch.zeros(n_features))
+        self.register_buffer("feat_std", torch.ones(n_features))
+        c = conv_channels
+        self.conv = nn.Sequential(
+            nn.Conv2d(3, c // 2, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c // 2, c, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
+        self.mlp = nn.Sequential(
+            nn.Linear(n_features + 2 * c, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, n_actions),
+        )
+        with torch.no_grad():  # start near "no edit"
+            self.mlp[-1].weight.mul_(0.1)
+            self.mlp[-1].bias.zero_()
+
+    def forward(
+        self, feats: torch.Tensor, conv_x: torch.Tensor, drop: float = 0.0, noise: float = 0.0
+    ) -> torch.Tensor:
+        """drop, noise: dropout and feature noise for the actor's training step only (0 when acting)."""
+        h = self.conv(conv_x)
+        h = torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
+        f = (feats - self.feat_mean) / self.feat_std
+        if noise > 0:
+            f = f + noise * torch.randn_like(f)
+        return torch.tanh(mlp_with_dropout(self.mlp, torch.cat([f, h], 1), drop))
+
+
+def mlp_with_dropout(mlp: nn.Sequential, x: torch.Tensor, drop: float) -> torch.Tensor:
+    """mlp(x), with dropout of rate drop on its input and after every ReLU when drop > 0 (training only)."""
+    if drop <= 0:
+        return mlp(x)
+    x = F.dropout(x, drop, True)
+    for m in mlp:
+        x = m(x)
+        if isinstance(m, nn.ReLU):
+            x = F.dropout(x, drop, True)
+    return x
+
+
+class Critic(nn.Module):
+    """Q(s, a): predicted reward of editing state s with action a; Q(s, 0) = 0 exactly (no edit, no gain)."""
+
+    def __init__(self, n_features: int = N_FEATURES, hidden: int = 256, n_actions: int = 12):
+        super().__init__()
+        self.register_buffer("feat_mean", torch.zeros(n_features))
+        self.register_buffer("feat_std", torch.ones(n_features))
+        self.net = nn.Sequential(
+            nn.Linear(n_features + n_actions, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, feats: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        f = (feats - self.feat_mean) / self.feat_std
+        both = torch.cat([torch.cat([f, actions], 1), torch.cat([f, torch.zeros_like(actions)], 1)], 0)
+        q = self.net(both).squeeze(1)
+        n = feats.shape[0]
+        return q[:n] - q[n:]
+
+
+class LinearPolicy(nn.Module):
+    """pi(s) = clamp(W f(s) + b, -1, 1) on standardised features: ``distill``'s least-squares policy."""
+
+    def __init__(self, n_features: int = N_FEATURES, n_actions: int = 12):
+        super().__init__()
+        self.register_buffer("feat_mean", torch.zeros(n_features))
+        self.register_buffer("feat_std", torch.ones(n_features))
+        self.linear = nn.Linear(n_features, n_actions)
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.bias.zero_()
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.linear((feats - self.feat_mean) / self.feat_std).clamp(-1, 1)
+
+
+class DistilledActor(nn.Module):
+    """The policy a fine-tuned model serves: (1 - mix) * the RL actor + mix * the distilled linear policy.
+
+    Same interface as Actor (feats, conv_x) -> actions, so validation, calibration and serving use it as is.
+    """
+
+    def __init__(self, actor: Actor, linear: LinearPolicy, mix: float = 0.5):
+        super().__init__()
+        self.actor = actor
+        self.linear = linear
+        self.register_buffer("mix", torch.tensor(float(mix)))
+
+    def forward(
+        self, feats: torch.Tensor, conv_x: torch.Tensor, drop: float = 0.0, noise: float = 0.0
+    ) -> torch.Tensor:
+        return (1 - self.mix) * self.actor(feats, conv_x, drop, noise) + self.mix * self.linear(feats)
+
+
+def n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# ------------------------------------------------------------------------------------------------------
+# The style family (rlcore.prior trains them)
+# ------------------------------------------------------------------------------------------------------
+
+
+def pair_features(before_feats: torch.Tensor, after_feats: torch.Tensor) -> torch.Tensor:
+    """What the encoder reads of one pair: the before's statistics, the after's, and how they differ."""
+    return torch.cat([before_feats, after_feats, after_feats - before_feats], -1)
+
+
+def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, n_out))  # fmt: skip
+
+
+class StyleEncoder(nn.Module):
+    """A set of (before, after) pair features -> a style code (a Deep Sets mean over the pairs)."""
+
+    def __init__(self, n_features: int = N_FEATURES, hidden: int = 128, style_dim: int = 32):
+        super().__init__()
+        self.register_buffer("pair_mean", torch.zeros(3 * n_features))
+        self.register_buffer("pair_std", torch.ones(3 * n_features))
+        self.phi = _mlp(3 * n_features, hidden, hidden)
+        self.rho = _mlp(hidden, hidden, style_dim)
+
+    def forward(self, pairs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """pairs (B, K, 3F), mask (B, K) of the pairs present -> z (B, style_dim)."""
+        h = self.phi((pairs - self.pair_mean) / self.pair_std)
+        if mask is None:
+            return self.rho(h.mean(1))
+        m = mask.unsqueeze(-1).float()
+        return self.rho((h * m).sum(1) / m.sum(1).clamp_min(1.0))
+
+    @torch.no_grad()
+    def encode(self, before, after) -> torch.Tensor:
+        """One editor's pairs, uint8 (N, H, W, 3) each -> z (1, style_dim)."""
+        return self(pair_features(features(before), features(after)).unsqueeze(0))
+
+
+class StylePolicy(nn.Module):
+    """pi(s, z): state features and a style code -> 12 sliders in [-1, 1]."""
+
+    def __init__(self, n_features: int = N_FEATURES, style_dim: int = 32, hidden: int = 256):
+        super().__init__()
+        self.register_buffer("feat_mean", torch.zeros(n_features))
+        self.register_buffer("feat_std", torch.ones(n_features))
+        self.mlp = _mlp(n_features + style_dim, hidden, 12)
+        with torch.no_grad():  # start near "no edit"
+            self.mlp[-1].weight.mul_(0.1)
+            self.mlp[-1].bias.zero_()
+
+    def forward(
+        self, feats: torch.Tensor, z: torch.Tensor, drop: float = 0.0, noise: float = 0.0
+    ) -> torch.Tensor:
+        f = (feats - self.feat_mean) / self.feat_std
+        if noise > 0:
+            f = f + noise * torch.randn_like(f)
+        return torch.tanh(mlp_with_dropout(self.mlp, torch.cat([f, z], 1), drop))
+
+
+class StyleCritic(nn.Module):
+    """Q(s, z, a): predicted reward of editing s with a in style z; Q(s, z, 0) = 0 exactly."""
+
+    def __init__(self, n_features: int = N_FEATURES, style_dim: int = 32, hidden: int = 256):
+        super().__init__()
+        self.register_buffer("feat_mean", torch.zeros(n_features))
+        self.register_buffer("feat_std", torch.ones(n_features))
+        self.net = _mlp(n_features + style_dim + 12, hidden, 1)
+
+    def forward(self, feats: torch.Tensor, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        f = torch.cat([(feats - self.feat_mean) / self.feat_std, z], 1)
+        both = torch.cat([torch.cat([f, actions], 1), torch.cat([f, torch.zeros_like(actions)], 1)], 0)
+        q = self.net(both).squeeze(1)
+        return q[: feats.shape[0]] - q[feats.shape[0] :]
+
+
+class StyleActor(nn.Module):
+    """The policy with one style's code: the plain Actor's interface (feats, conv) -> actions.
+
+    The code is a parameter, so RL fine-tuning refines it together with the policy's weights.
+    """
+
+    def __init__(self, policy: StylePolicy, z: torch.Tensor):
+        super().__init__()
+        self.policy = policy
+        self.z = nn.Parameter(z.detach().clone().reshape(1, -1))
+
+    def forward(self, feats, conv_x=None, drop: float = 0.0, noise: float = 0.0) -> torch.Tensor:
+        return self.policy(feats, self.z.expand(feats.shape[0], -1), drop, noise)
+
+
+class FixedStyleCritic(nn.Module):
+    """The critic with one style's code fixed: the plain Critic's interface (feats, actions) -> Q."""
+
+    def __init__(self, critic: StyleCritic, z: torch.Tensor):
+        super().__init__()
+        self.critic = critic
+        self.register_buffer("z", z.detach().clone().reshape(1, -1))
+
+    def forward(self, feats, actions) -> torch.Tensor:
+        return self.critic(feats, self.z.expand(feats.shape[0], -1), actions)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Running them
+# ------------------------------------------------------------------------------------------------------
+
+
+class torch_threads:
+    """Context manager: torch's intra-op threads set to n (0: left as is), restored afterwards.
+
+    These networks and the features are tiny tensor ops: one thread is fastest, and 2 threads on a busy
+    2-core machine made every training step ~20x and every prediction ~50x slower (OpenMP barriers).
+    """
+
+    def __init__(self, n: int):
+        self.n, self.old = n, torch.get_num_threads()
+
+    def __enter__(self):
+        if self.n > 0:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        if self.n > 0:
+            torch.set_num_threads(self.old)
