@@ -87,12 +87,14 @@ def make_pair(
     min_area: float = MIN_AREA,
     strength: int = 80,
     retouch_chance: float = 0.3,
+    max_area: float = 1.0,
 ) -> Generated:
-    """A cropped, straightened, resized, edited (every slider up to +-strength), sometimes retouched and
-    re-encoded after of ``before``, with the truth."""
+    """A cropped (min_area..max_area of the before), straightened, resized, edited (every slider up to
+    +-strength; 0: the before's colours), sometimes retouched and re-encoded after of ``before``, with the
+    truth."""
     H, W = before.shape[:2]
     while True:  # a frame that, turned, still lies inside the photo (as editing programs keep it)
-        area = rng.uniform(min_area, 1.0)
+        area = rng.uniform(min_area, max_area)
         rotation = rng.uniform(-MAX_ROTATION, MAX_ROTATION)
         aspect = W / H if rng.random() < 0.5 else float(rng.choice(ASPECTS))
         h = math.sqrt(area * W * H / aspect)
