@@ -520,6 +520,8 @@ def main(argv=None) -> int:
     p.add_argument(
         "--main-only", action="store_true", help="the full mode's main column only (60 s, 50 pairs, one seed)"
     )
+    p.add_argument("--pairs-curve", help="with --main-only: pair counts to add, e.g. 10 (comma-separated)")
+    p.add_argument("--budget-curve", help="with --main-only: budgets in s to add, e.g. 0 (comma-separated)")
     p.add_argument("--styles", default="all", help="comma-separated style names or 'all'")
     p.add_argument("--seconds", type=float, help="the main column's fine-tuning budget (default: the mode's)")
     p.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="processes")
@@ -535,7 +537,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.main_only:
-        plan = Plan(**{**asdict(FULL), "pairs_curve": (), "budget_curve": (), "seeds": (0,)})
+        plan = Plan(
+            **{
+                **asdict(FULL),
+                "pairs_curve": tuple(int(n) for n in (args.pairs_curve or "").split(",") if n),
+                "budget_curve": tuple(float(s) for s in (args.budget_curve or "").split(",") if s),
+                "seeds": (0,),
+            }
+        )
     if args.seconds is not None:
         plan = Plan(**{**asdict(plan), "seconds": args.seconds})
     config(args.config)  # refuse unknown --config fields before any work
