@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from rlcore import editor, emulator, reward
 from rlcore.color import linear_to_srgb, srgb_to_linear
 from rlcore.data import PairSet, random_crops
+from rlcore.editor import LUMA
 from rlcore.features import N_FEATURES, conv_input, features, resize_u8
 from rlcore.files import write_atomic
 from rlcore.imageio import THUMB_SIZE
@@ -178,7 +179,7 @@ def camera_jitter(images: torch.Tensor, gen: torch.Generator, strength: float = 
     s = linear_to_srgb(lin).clamp(0, 1)
     contrast = 1.0 + u(-0.35, 0.1)
     s = 0.5 + (s - 0.5) * contrast
-    luma = (s * torch.tensor([0.299, 0.587, 0.114])).sum(-1, keepdim=True)
+    luma = (s * torch.tensor(LUMA)).sum(-1, keepdim=True)  # the editor's own luma (Rec. 709)
     sat = 1.0 + u(-0.4, 0.25)
     s = luma + (s - luma) * sat
     return (s.clamp(0, 1) * 255).round().to(torch.uint8)
