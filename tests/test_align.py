@@ -201,7 +201,7 @@ def test_rlcore_command_line_lists_aligned_and_refused_pairs(tmp_path, capsys):
 
 
 def test_client_words_the_alignment():
-    from personalize.client.cli import alignment_text
+    from personalize.client.commands.upload import alignment_text
 
     pair = {
         "before_size": [1000, 800],

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from personalize.accounts import create_or_get_editor
 from personalize.client import api as client_api
-from personalize.client import cli as client_cli
+from personalize.client import folders as client_folders
 from personalize.client.conventions import PHOTO_SUFFIXES, is_photo, pair_hash, stem_key
 from personalize.images import ACCEPTED_FORMATS
 from personalize.models import TrainingJob, succeeded_durations
@@ -37,7 +37,7 @@ def test_stems_match_case_insensitively_in_the_client_the_zip_and_rlcore(tmp_pat
         (tmp_path / "before" / f"{stem_before}.jpg").write_bytes(before)
         (tmp_path / "after" / f"{stem_after}.JPG").write_bytes(after)
     # the client matches them
-    pairs = client_cli.match_folders(tmp_path / "before", tmp_path / "after", None)
+    pairs = client_folders.match_folders(tmp_path / "before", tmp_path / "after", None)
     assert sorted(p.name for p in pairs) == ["Beach", "IMG_1"]
     # and so does rlcore's command line (it used to match stems case-sensitively: no pair at all here)
     warnings = []

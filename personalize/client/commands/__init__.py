@@ -1,0 +1,1 @@
+"""`personalize-client`'s commands, one module per group; each `cmd_*(args, settings)` returns an exit code."""
