@@ -20,9 +20,7 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from personalize.devstack import free_port  # noqa: E402
+from bench.scratch_server import scratch_server  # noqa: E402
 
 
 def twelve_megapixel_jpeg() -> bytes:
@@ -91,66 +89,11 @@ def main() -> int:
         print("error: ApacheBench (ab) is needed: apt-get install apache2-utils", file=sys.stderr)
         return 2
 
-    scratch = Path(tempfile.mkdtemp(prefix="bench-api-"))
-    env = {
-        **os.environ,
-        "VAR_DIR": str(scratch),
-        "DATABASE_URL": args.database_url or f"sqlite:///{scratch / 'db.sqlite3'}",
-        "MEDIA_ROOT": str(scratch / "media"),
-        "THROTTLE_PREDICTIONS": "1000000/hour",
-        "DEBUG": "false",
-        "SECRET_KEY": "bench-" + "x" * 50,
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "false",
-        "OMP_NUM_THREADS": "1",
-    }
-    python = sys.executable
-    subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-    created = subprocess.run(
-        [python, "manage.py", "createeditor", "bench"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    token = created.stdout.split()[-1]
-
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            python,
-            "-m",
-            "gunicorn",
-            "personalize.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(args.web_workers),
-            "--preload",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
+    with scratch_server("bench-api-", args.web_workers, args.database_url) as server:
         photo = twelve_megapixel_jpeg()
         boundary = "benchboundary7d1f"
-        body_file = scratch / "body.bin"
+        body_file = server.scratch / "body.bin"
         body_file.write_bytes(multipart_body("image", "photo.jpg", photo, boundary))
-        url = f"http://127.0.0.1:{port}/api/v1/predict"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except urllib.error.HTTPError:
-                break  # 503 without a worker is fine: the web server answers
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
         ab = [
             "ab",
             "-q",
@@ -164,15 +107,12 @@ def main() -> int:
             "-T",
             f"multipart/form-data; boundary={boundary}",
             "-H",
-            f"Authorization: Token {token}",
-            url,
+            f"Authorization: Token {server.token}",
+            f"{server.url}/api/v1/predict",
         ]
         # Warm every gunicorn process (model load, first decode) before measuring.
         subprocess.run(ab[:3] + [str(4 * args.web_workers)] + ab[4:], capture_output=True, check=True)
         result = subprocess.run(ab, capture_output=True, text=True, check=True).stdout
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
     ceiling = decode_ceiling(photo)
     failed = int(re.search(r"Failed requests:\s+(\d+)", result).group(1))

@@ -25,7 +25,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -36,7 +35,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from personalize.devstack import free_port  # noqa: E402
+from bench.scratch_server import scratch_server  # noqa: E402
 
 CACHE = ROOT / "var" / "bench-shoot"
 DISTINCT = 20
@@ -120,68 +119,28 @@ def main() -> int:
 
     photos = photo_cache(args.photos)
     size_mb = sum(p.stat().st_size for p in photos.glob("*.jpg")) / args.photos / 1e6
-    scratch = Path(tempfile.mkdtemp(prefix="bench-shoot-"))
-    env = {
-        **os.environ,
-        "VAR_DIR": str(scratch),
-        "DATABASE_URL": args.database_url or f"sqlite:///{scratch / 'db.sqlite3'}",
-        "MEDIA_ROOT": str(scratch / "media"),
-        "THROTTLE_PREDICTIONS": "1000000/hour",
-        "DEBUG": "false",
-        "SECRET_KEY": "bench-" + "x" * 50,
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "false",
-        "OMP_NUM_THREADS": "1",
-    }
     python = sys.executable
-    subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-    created = subprocess.run(
-        [python, "manage.py", "createeditor", f"shoot{os.getpid()}"],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    token = created.stdout.split()[-1]
-    port = free_port()
-    server = subprocess.Popen(
-        [python, "-m", "gunicorn", "personalize.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(args.web_workers), "--preload", "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
-    sidecars = scratch / "sidecars"
-    cli = [
-        python, "-m", "personalize.client", "predict", str(photos), "--xmp", "--out", str(sidecars),
-        "--server", f"http://127.0.0.1:{port}", "--token", token, "--jobs", str(args.jobs),
-    ]  # fmt: skip
-    client_env = {**env, "PERSONALIZE_CONFIG": str(scratch / "client.json")}
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/predict/batch", timeout=2)
-            except urllib.error.HTTPError:
-                break  # 401 without a token: the server answers
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
-                continue
-            break
+    with scratch_server("bench-shoot-", args.web_workers, args.database_url) as server:
+        sidecars = server.scratch / "sidecars"
+        cli = [
+            python, "-m", "personalize.client", "predict", str(photos), "--xmp", "--out", str(sidecars),
+            "--server", server.url, "--token", server.token, "--jobs", str(args.jobs),
+        ]  # fmt: skip
+        client_env = {**server.env, "PERSONALIZE_CONFIG": str(server.scratch / "client.json")}
         # Warm the server (model load) the way a client's first call would, outside the timing.
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/v1/predict/batch", headers={"Authorization": f"Token {token}"}
+            f"{server.url}/api/v1/predict/batch", headers={"Authorization": f"Token {server.token}"}
         )
         urllib.request.urlopen(request, timeout=30).read()
 
-        server_cpu0, client_cpu0 = cpu_seconds(server.pid), children_cpu()
+        server_cpu0, client_cpu0 = cpu_seconds(server.process.pid), children_cpu()
         started = time.perf_counter()
         first = subprocess.run(cli, cwd=ROOT, env=client_env, capture_output=True, text=True)
         wall = time.perf_counter() - started
-        server_cpu, client_cpu = cpu_seconds(server.pid) - server_cpu0, children_cpu() - client_cpu0
+        server_cpu, client_cpu = cpu_seconds(server.process.pid) - server_cpu0, children_cpu() - client_cpu0
         started = time.perf_counter()
         second = subprocess.run(cli, cwd=ROOT, env=client_env, capture_output=True, text=True)
         resumed_wall = time.perf_counter() - started
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     if first.returncode != 0:
         print(first.stdout, first.stderr[-3000:], sep="\n", file=sys.stderr)
         return 1
@@ -194,7 +153,7 @@ def main() -> int:
     round_trips = float(re.search(r"requests ([\d.]+) s", summary).group(1))
     print(
         f"{args.photos} JPEGs of 4000x3000 ({size_mb:.1f} MB each) -> {written} XMP sidecars; "
-        f"gunicorn x{args.web_workers}, {'PostgreSQL' if 'postgres' in env['DATABASE_URL'] else 'SQLite'}, "
+        f"gunicorn x{args.web_workers}, {'PostgreSQL' if 'postgres' in server.env['DATABASE_URL'] else 'SQLite'}, "
         f"client decoding on {args.jobs} processes, {os.cpu_count()} cores shared by all"
     )
     print(f"wall clock {wall:.1f} s, {args.photos / wall:.1f} photos/s (goal <= 30 s)")
@@ -208,7 +167,7 @@ def main() -> int:
     print(f"resumed run: {second.stdout.splitlines()[0] if second.stdout else second.stderr[-300:]} "
           f"({resumed_wall:.1f} s wall)")  # fmt: skip
     print("command: .venv/bin/python bench/bench_shoot.py " + " ".join(sys.argv[1:]))
-    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.rmtree(server.scratch, ignore_errors=True)
     ok = wall <= 30 and per_photo_kb <= 50 and written == args.photos
     return 0 if ok else 1
 

@@ -27,18 +27,9 @@ def activate_model(owner, model: PersonalModel) -> None:
 
 def log_prediction(
     owner, served: ServedModel, adjustments: dict[str, int], strength: float, latency_ms: float
-) -> Prediction:
+) -> None:
     """Record one served prediction: its row (the editor's history, /metrics' counts) and its latency."""
-    prediction = Prediction.objects.create(
-        owner=owner,
-        model_id=served.id,
-        model_kind=served.kind,
-        adjustments=adjustments,
-        strength=strength,
-        latency_ms=latency_ms,
-    )
-    metrics.PREDICTION_LATENCY.labels(kind=served.kind).observe(latency_ms / 1000)
-    return prediction
+    log_predictions(owner, served, [adjustments], strength, latency_ms)
 
 
 def log_predictions(

@@ -13,7 +13,6 @@ import time
 import boto3
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.test import APIClient
 
 from personalize import settings as settings_module
 from personalize.accounts import create_or_get_editor
@@ -23,6 +22,7 @@ from rlcore import files
 from rlcore.modelfile import load_model
 from tests.conftest import start_worker, stop_process, subprocess_env, wait_for
 from tests.photos import pair_bytes
+from tests.test_api import api_client, upload
 from workers import training
 
 BUCKET = "personalize-media"
@@ -116,19 +116,13 @@ def test_upload_train_publish_predict_with_media_in_s3(s3, transactional_db, set
     env = subprocess_env(not_a_folder, MEDIA_S3_BUCKET=BUCKET, MEDIA_S3_ENDPOINT_URL=endpoint, **CREDENTIALS)
     worker = start_worker(env, "s3-worker", log_path=tmp_path / "worker.log")
     try:
-        _, token = create_or_get_editor("sam", password="sam-password-123")
-        api = APIClient()
-        api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        api = api_client("sam")
 
         # upload: photos, thumbnails and masks land in the bucket
         pair_ids = []
         for i in range(4):
             before, after = pair_bytes(60 + i)
-            response = api.post(
-                "/api/v1/pairs",
-                {"before": SimpleUploadedFile("b.jpg", before), "after": SimpleUploadedFile("a.jpg", after)},
-                format="multipart",
-            )
+            response = upload(api, before, after)
             assert response.status_code == 201, response.content
             pair_ids.append(response.json()["id"])
         stored = bucket_keys(client)

@@ -16,6 +16,7 @@ from personalize.models import EditorProfile, PersonalModel, Prediction, Trainin
 from personalize.pairs import upload_pair
 from rlcore.modelfile import load_model
 from tests.photos import pair_bytes
+from tests.test_api import api_client, upload
 from workers import training
 
 Status = TrainingJob.Status
@@ -193,17 +194,9 @@ def test_job_with_unreadable_thumbnails_fails_at_once_with_reason(editor, media_
 @pytest.mark.slow
 def test_job_lifecycle_through_the_api_and_a_real_worker(celery_worker_process, settings):
     settings.MIN_PAIRS_FOR_TRAINING = 6
-    _, token = create_or_get_editor("gina", password="gina-password-123")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    client = api_client("gina")
     for i in range(6):
-        before, after = pair_bytes(40 + i)
-        response = client.post(
-            "/api/v1/pairs",
-            {"before": SimpleUploadedFile("b.jpg", before), "after": SimpleUploadedFile("a.jpg", after)},
-            format="multipart",
-        )
-        assert response.status_code == 201
+        assert upload(client, *pair_bytes(40 + i)).status_code == 201
     job = client.post("/api/v1/jobs", {"seconds": 4}, format="json").json()
 
     deadline = time.monotonic() + 120
