@@ -1,4 +1,4 @@
-"""Admin: pairs with their thumbnails, jobs with a training curve and cancel/retry actions, models."""
+"""Admin: pairs with their thumbnails, bulk imports, jobs with a training curve and cancel/retry actions, models."""
 
 import base64
 import io
@@ -7,7 +7,16 @@ from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
 from personalize import jobs
-from personalize.models import EditorProfile, JobEvent, Pair, PairTag, PersonalModel, Prediction, TrainingJob
+from personalize.models import (
+    EditorProfile,
+    JobEvent,
+    Pair,
+    PairImport,
+    PairTag,
+    PersonalModel,
+    Prediction,
+    TrainingJob,
+)
 
 
 def inline_png(file_field, size: int = 96) -> str:
@@ -46,6 +55,21 @@ class PairAdmin(admin.ModelAdmin):
     @admin.display(description="mask")
     def mask_thumbnail(self, pair):
         return inline_png(pair.mask_thumb)
+
+
+@admin.register(PairImport)
+class PairImportAdmin(admin.ModelAdmin):
+    """Read-only: an import's state changes only through personalize/imports.py."""
+
+    list_display = ["id", "owner", "status", "file_name", "done", "total", "attempts", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["file_name", "owner__username"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 class JobEventInline(admin.TabularInline):

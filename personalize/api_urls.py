@@ -14,6 +14,8 @@ urlpatterns = [
     *route("auth/token", views.AuthTokenView, "auth-token"),
     *route("pairs", views.PairListView, "pair-list"),
     *route("pairs/bulk", views.PairBulkView, "pair-bulk"),
+    *route("pairs/imports", views.PairImportListView, "pair-import-list"),
+    *route("pairs/imports/<int:pk>", views.PairImportDetailView, "pair-import-detail"),
     *route("pairs/<int:pk>", views.PairDetailView, "pair-detail"),
     *route("jobs", views.JobListView, "job-list"),
     *route("jobs/<int:pk>", views.JobDetailView, "job-detail"),

@@ -93,11 +93,13 @@ def training_pairs(owner, tag: str = ""):
 
 
 def out_of_attempts(job: TrainingJob) -> bool:
-    """The one retry limit: every lease taken is an attempt, whether Celery retried or the sweeper re-queued."""
+    """The one retry limit: every lease taken is an attempt, whether Celery retried or the sweeper re-queued
+    (for a training job and, with the same fields, a pair import: personalize/imports.py)."""
     return job.attempts >= settings.JOB_MAX_ATTEMPTS
 
 
 def lease_is_live(job: TrainingJob, now) -> bool:
+    """A running row (a job or a pair import) whose holder wrote its heartbeat within JOB_LEASE_SECONDS."""
     return bool(
         job.status == Status.RUNNING
         and job.heartbeat_at
@@ -120,29 +122,34 @@ def enqueue(job: TrainingJob) -> None:
 
 
 def send(job_id: int, soft_limit: int) -> None:
-    """Send the job's message within about a second, or leave it to the sweeper (the request goes on).
+    """Send the job's message within about a second, or leave it to the sweeper (the request goes on)."""
+    sent = send_task(RUN_TRAINING_JOB, job_id, soft_time_limit=soft_limit, time_limit=soft_limit + 60)
+    if not sent:
+        # Due at the sweeper's next pass, not QUEUED_RESEND_SECONDS from now.
+        overdue = timezone.now() - timedelta(seconds=settings.QUEUED_RESEND_SECONDS)
+        TrainingJob.objects.filter(pk=job_id, status=Status.QUEUED).update(enqueued_at=overdue)
 
-    Without a result (ignore_result): the job's row is its record, and asking for one made Celery
-    subscribe to the Redis result backend first, retrying 20 times over 20 s while Redis was down.
+
+def send_task(name: str, row_id: int, **options) -> bool:
+    """Send a task's message by name, failing fast: False when the broker did not take it, and the row's
+    sweeper sends it later (training jobs here, pair imports in personalize.imports).
+
+    Without a result (ignore_result): the row is its record, and asking for one made Celery subscribe to
+    the Redis result backend first, retrying 20 times over 20 s while Redis was down.
     """
     try:
         with app.connection_for_write(
             connect_timeout=PUBLISH_CONNECT_TIMEOUT, transport_options=PUBLISH_TRANSPORT_OPTIONS
         ) as connection:
             app.send_task(
-                RUN_TRAINING_JOB,
-                args=(job_id,),
-                connection=connection,
-                retry=False,
-                ignore_result=True,
-                soft_time_limit=soft_limit,
-                time_limit=soft_limit + 60,
+                name, args=(row_id,), connection=connection, retry=False, ignore_result=True, **options
             )
     except OperationalError as exc:
-        log.warning("job %s: the broker did not take its message (%s); the sweeper will send it", job_id, exc)
-        # Due at the sweeper's next pass, not QUEUED_RESEND_SECONDS from now.
-        overdue = timezone.now() - timedelta(seconds=settings.QUEUED_RESEND_SECONDS)
-        TrainingJob.objects.filter(pk=job_id, status=Status.QUEUED).update(enqueued_at=overdue)
+        log.warning(
+            "%s(%s): the broker did not take the message (%s); the sweeper will send it", name, row_id, exc
+        )
+        return False
+    return True
 
 
 # --- the API's transitions ---------------------------------------------------------------------------------

@@ -85,6 +85,50 @@ class PairTag(models.Model):
         return self.name
 
 
+class PairImport(models.Model):
+    """A bulk zip of pairs, imported by a worker one pair at a time (personalize/imports.py has its states).
+
+    The zip is kept in media storage until the import finishes, so that any worker can read it. `done` is
+    the cursor: the first `done` matched pairs (in the order personalize.pairs.plan_bulk_zip gives) have
+    their outcome recorded, in the same transaction as the pair's row, so that a resumed import neither
+    skips nor repeats one.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    FINISHED = (Status.SUCCEEDED, Status.FAILED)
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pair_imports")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    file_name = models.CharField(max_length=255, blank=True, help_text="the zip's name as uploaded")
+    archive = models.CharField(max_length=300, blank=True, help_text="path in media storage until finished")
+    tags = models.JSONField(default=list, blank=True)
+    total = models.PositiveIntegerField(default=0, help_text="pairs matched in the zip")
+    done = models.PositiveIntegerField(default=0, help_text="pairs processed (stored or skipped)")
+    stored = models.JSONField(default=list, blank=True, help_text='[{"id", "name"}] of the pairs stored')
+    skipped = models.JSONField(default=list, blank=True, help_text='[{"name", "reason"[, "pair"]}]')
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The lease, as a training job's: the row, not the broker, decides who imports.
+    attempts = models.PositiveIntegerField(default=0)
+    lease_owner = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} ({self.status})"
+
+
 class PersonalModel(models.Model):
     """One published version of an editor's personal model. Rows are only created with their file in place."""
 

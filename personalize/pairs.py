@@ -16,6 +16,7 @@ import lzma
 import posixpath
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -152,11 +153,15 @@ def pair_alignment(pair: Pair) -> Alignment:
     )
 
 
-def store_pair(owner, prepared: PreparedPair, name: str = "", tags: list[str] = ()) -> tuple[Pair, bool]:
+def store_pair(
+    owner, prepared: PreparedPair, name: str = "", tags: list[str] = (), then=None
+) -> tuple[Pair, bool]:
     """Write the files and the row; if anything fails, remove every file already written.
 
     Returns (pair, created): when the editor already has a pair with the same content hash (an identical
-    upload that finished first), that pair, unchanged, and this one's files are removed.
+    upload that finished first), that pair, unchanged, and this one's files are removed. `then(pair,
+    created)`, when given, runs inside the row's transaction: what it writes commits with the pair, and
+    if it raises, neither the row nor the files are kept.
     """
     pair = Pair(
         owner=owner,
@@ -194,6 +199,8 @@ def store_pair(owner, prepared: PreparedPair, name: str = "", tags: list[str] = 
             if existing is None:
                 pair.save()
                 PairTag.objects.bulk_create([PairTag(pair=pair, name=tag) for tag in tags])
+            if then is not None:
+                then(pair if existing is None else existing, existing is None)
     except BaseException:
         for path in written:
             storage.delete(path)
@@ -246,12 +253,12 @@ _ZIP_ERRORS = (
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    """An entry's bytes, its CRC and size checked. One damaged entry refuses the whole zip: what else in it
-    can be trusted? The encrypted and the unsupported are named before trying to read them."""
+def _member_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    """An entry's bytes, a megabyte at a time, its CRC and size checked (UploadError when they do not
+    match). The encrypted and the unsupported are named before trying to read them."""
 
     def refused(reason: str) -> UploadError:
-        return UploadError("file", f"the zip entry '{info.filename}' {reason}; nothing was stored")
+        return UploadError("file", f"the zip entry '{info.filename}' {reason}")
 
     if info.flag_bits & 0x1:
         raise refused("is encrypted (password-protected zips are not accepted)")
@@ -260,14 +267,21 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
             f"uses compression method {info.compress_type}, which is not supported "
             "(use deflate, bzip2, LZMA or none)"
         )
+    size = 0
     try:
-        data = archive.read(info)
+        with archive.open(info) as handle:
+            while chunk := handle.read(1 << 20):
+                size += len(chunk)
+                yield chunk
     except _ZIP_ERRORS as exc:
         raise refused(f"is damaged ({exc})") from exc
     # zipfile stops at the compressed data's end without noticing a declared size larger than what is there.
-    if len(data) != info.file_size:
-        raise refused(f"is damaged (its header says {info.file_size} bytes; it holds {len(data)})")
-    return data
+    if size != info.file_size:
+        raise refused(f"is damaged (its header says {info.file_size} bytes; it holds {size})")
+
+
+def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    return b"".join(_member_chunks(archive, info))
 
 
 def match_by_name(names: list[str]) -> tuple[list[tuple[str, str, str]], list[dict]]:
@@ -304,64 +318,105 @@ def match_by_name(names: list[str]) -> tuple[list[tuple[str, str, str]], list[di
     return matched, skipped
 
 
-def read_bulk_zip(uploaded) -> tuple[list[tuple[str, bytes, bytes]], list[dict]]:
-    """Return ([(name, before bytes, after bytes)], [skipped {name, reason}]) or raise UploadError.
+@dataclass(frozen=True)
+class BulkItem:
+    """One pair of a bulk zip: its name (the stem) and its two entries."""
 
-    The whole zip is refused when it is not a zip, is too large when unpacked, or names an unsafe path.
-    """
-    if uploaded is None:
+    name: str
+    before: zipfile.ZipInfo
+    after: zipfile.ZipInfo
+
+
+def open_bulk_zip(file) -> zipfile.ZipFile:
+    if file is None:
         raise UploadError("file", "this file is required")
     try:
-        archive = zipfile.ZipFile(uploaded)
+        return zipfile.ZipFile(file)
     except _ZIP_ERRORS as exc:
         raise UploadError("file", f"not a readable zip archive ({exc})") from exc
-    with archive:
-        members = [info for info in archive.infolist() if not info.is_dir()]
-        total = 0
-        for info in members:
-            _safe_member_path(info.filename)
-            total += info.file_size
-        if total > settings.MAX_BULK_UPLOAD_BYTES:
-            raise UploadError(
-                "file",
-                f"the zip unpacks to {total} bytes; the limit is {settings.MAX_BULK_UPLOAD_BYTES} bytes",
-            )
-        by_name: dict[str, zipfile.ZipInfo] = {}
-        for info in members:  # a name twice in the zip: the first entry, the second skipped by name
-            by_name.setdefault(info.filename, info)
-        matched, skipped = match_by_name([info.filename for info in members])
-        pairs = []
-        for stem, before_name, after_name in matched:
-            before_info, after_info = by_name[before_name], by_name[after_name]
-            too_big = [i for i in (before_info, after_info) if i.file_size > settings.MAX_UPLOAD_BYTES]
-            if too_big:
-                skipped.append({"name": stem, "reason": f"{too_big[0].filename} is over the upload limit"})
-                continue
-            pairs.append((stem, _read_member(archive, before_info), _read_member(archive, after_info)))
-    return pairs, skipped
 
 
-def store_bulk(owner, uploaded, tags: list[str]) -> dict:
-    """Pairs the editor already has (from earlier uploads or earlier in this zip) are listed as skipped."""
-    pairs, skipped = read_bulk_zip(uploaded)
-    stored = []
-    for name, before_data, after_data in pairs:
-        existing = uploaded_before(owner, content_hash(before_data, after_data))
-        if existing is None:
-            try:
-                before = inspect_bytes("before", before_data)
-                after = inspect_bytes("after", after_data)
-                prepared = prepare_pair(before, after)
-            except UploadError as exc:
-                skipped.append({"name": name, "reason": f"{exc.field}: {exc.reason}"})
-                continue
-            pair, created = store_pair(owner, prepared, name=name, tags=tags)
-            if created:
-                stored.append(pair)
-                continue
-            existing = pair
-        skipped.append({"name": name, "reason": f"already uploaded as pair {existing.pk}"})
-    return {"stored": stored, "skipped": skipped}
+def plan_bulk_zip(archive: zipfile.ZipFile) -> tuple[list[BulkItem], list[dict]]:
+    """The zip's pairs in the order they are imported, and the files skipped by name ({name, reason}).
+
+    Only the archive's directory is read, and the same archive always gives the same plan: a worker
+    resuming an import counts on it. Raises UploadError (the whole zip refused) for an unsafe path or a
+    zip too large when unpacked.
+    """
+    members = [info for info in archive.infolist() if not info.is_dir()]
+    total = 0
+    for info in members:
+        _safe_member_path(info.filename)
+        total += info.file_size
+    if total > settings.MAX_BULK_UPLOAD_BYTES:
+        raise UploadError(
+            "file",
+            f"the zip unpacks to {total} bytes; the limit is {settings.MAX_BULK_UPLOAD_BYTES} bytes",
+        )
+    by_name: dict[str, zipfile.ZipInfo] = {}
+    for info in members:  # a name twice in the zip: the first entry, the second skipped by name
+        by_name.setdefault(info.filename, info)
+    matched, skipped = match_by_name([info.filename for info in members])
+    items = []
+    for stem, before_name, after_name in matched:
+        before_info, after_info = by_name[before_name], by_name[after_name]
+        too_big = [i for i in (before_info, after_info) if i.file_size > settings.MAX_UPLOAD_BYTES]
+        if too_big:
+            skipped.append({"name": stem, "reason": f"{too_big[0].filename} is over the upload limit"})
+        else:
+            items.append(BulkItem(stem, before_info, after_info))
+    return items, skipped
+
+
+def check_bulk_zip(file) -> tuple[list[BulkItem], list[dict]]:
+    """plan_bulk_zip, after reading every entry of a pair through (CRC and size; no photo is decoded).
+
+    One damaged entry refuses the whole zip before anything is stored: what else in it can be trusted?
+    """
+    with open_bulk_zip(file) as archive:
+        items, skipped = plan_bulk_zip(archive)
+        try:
+            for item in items:
+                for info in (item.before, item.after):
+                    for _ in _member_chunks(archive, info):
+                        pass
+        except UploadError as exc:
+            raise UploadError(exc.field, f"{exc.reason}; nothing was stored") from exc
+    return items, skipped
+
+
+def import_bulk_item(owner, archive: zipfile.ZipFile, item: BulkItem, tags: list[str], record) -> None:
+    """Store one pair of a bulk zip, or skip it with the reason the single-pair upload gives.
+
+    `record(stored={"id", "name"})` or `record(skipped={"name", "reason"[, "pair"]})` is called once with
+    the outcome; for a stored pair inside the transaction that inserts its row, so that the pair and its
+    record are committed together or not at all (files already written are then removed).
+    """
+
+    def already(pair: Pair) -> dict:
+        return {"name": item.name, "reason": f"already uploaded as pair {pair.pk}", "pair": pair.pk}
+
+    before_data = read_member(archive, item.before)
+    after_data = read_member(archive, item.after)
+    existing = uploaded_before(owner, content_hash(before_data, after_data))
+    if existing is not None:  # from an earlier upload, or earlier in this zip
+        record(skipped=already(existing))
+        return
+    try:
+        before = inspect_bytes("before", before_data)
+        after = inspect_bytes("after", after_data)
+        prepared = prepare_pair(before, after)
+    except UploadError as exc:
+        record(skipped={"name": item.name, "reason": f"{exc.field}: {exc.reason}"})
+        return
+
+    def then(pair: Pair, created: bool) -> None:
+        if created:
+            record(stored={"id": pair.pk, "name": pair.name})
+        else:  # an identical upload sent meanwhile was stored first
+            record(skipped=already(pair))
+
+    store_pair(owner, prepared, name=item.name, tags=tags, then=then)
 
 
 def upload_pair(owner, before_file, after_file, mask_file=None, name: str = "", tags=()) -> tuple[Pair, bool]:

@@ -3,12 +3,14 @@
 import json
 
 from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from personalize import imports
 from personalize.images import PREVIEW_MAX_SIDE
 from personalize.inference import BATCH_MAX_PREVIEWS
-from personalize.models import JobEvent, Pair, PersonalModel, TrainingJob
+from personalize.models import JobEvent, Pair, PairImport, PersonalModel, TrainingJob
 from personalize.pairs import pair_alignment
 from rlcore.editor import ADJUSTMENTS
 
@@ -85,11 +87,56 @@ class BulkUploadSerializer(serializers.Serializer):
 class SkippedSerializer(serializers.Serializer):
     name = serializers.CharField()
     reason = serializers.CharField()
+    pair = serializers.IntegerField(
+        required=False, help_text="only for a pair you already have: its id (not an error)"
+    )
 
 
-class BulkResultSerializer(serializers.Serializer):
-    stored = PairSerializer(many=True)
+class StoredSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class PairImportSerializer(serializers.ModelSerializer):
+    """A bulk zip's import: progress while a worker stores its pairs, then every file's outcome."""
+
+    progress = serializers.SerializerMethodField(help_text="done / total, 0..1")
+    eta_seconds = serializers.SerializerMethodField(
+        help_text="while running: seconds left at the pace so far"
+    )
+    stored = StoredSerializer(many=True)
     skipped = SkippedSerializer(many=True)
+    url = serializers.SerializerMethodField(help_text="where to follow it")
+
+    class Meta:
+        model = PairImport
+        fields = [
+            "id",
+            "status",
+            "file_name",
+            "tags",
+            "total",
+            "done",
+            "progress",
+            "eta_seconds",
+            "stored",
+            "skipped",
+            "error",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "url",
+        ]
+
+    def get_progress(self, row) -> float:
+        return imports.progress(row)
+
+    def get_eta_seconds(self, row) -> float | None:
+        return imports.eta_seconds(row)
+
+    def get_url(self, row) -> str:
+        return reverse("pair-import-detail", args=[row.pk])
 
 
 class JobCreateSerializer(serializers.Serializer):

@@ -19,9 +19,9 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from personalize import inference, jobs, pairs, serializers
+from personalize import imports, inference, jobs, pairs, serializers
 from personalize.images import PREVIEW_MAX_SIDE, UploadError, read_upload
-from personalize.models import EditorProfile, JobEvent, Pair, PersonalModel, TrainingJob
+from personalize.models import EditorProfile, JobEvent, Pair, PairImport, PersonalModel, TrainingJob
 from personalize.models_ops import activate_model, log_prediction, log_predictions
 from personalize.throttles import PhotoThrottle, ScopedThrottle
 from rlcore.imageio import THUMB_SIZE, edit_file
@@ -43,6 +43,10 @@ def upload_error(exc: UploadError) -> ValidationError:
 def own_pairs(user, tag: str | None = None):
     queryset = Pair.objects.filter(owner=user).prefetch_related("tags")
     return queryset.filter(tags__name=tag) if tag else queryset
+
+
+def own_imports(user):
+    return PairImport.objects.filter(owner=user)
 
 
 def own_jobs(user):
@@ -67,13 +71,13 @@ def do_upload_pair(user, data) -> tuple[Pair, bool]:
         raise upload_error(exc) from exc
 
 
-def do_bulk_upload(user, data) -> dict:
-    """A zip with before/ and after/ folders: {"stored": [pairs], "skipped": [{name, reason}]}."""
+def do_start_import(user, data) -> PairImport:
+    """A zip with before/ and after/ folders, checked and stored whole; a worker imports its pairs."""
     form = serializers.BulkUploadSerializer(data=data)
     form.is_valid(raise_exception=True)
     try:
         tags = pairs.parse_tags(form.validated_data.get("tags", ""))
-        return pairs.store_bulk(user, form.validated_data["file"], tags)
+        return imports.create_import(user, form.validated_data["file"], tags)
     except UploadError as exc:
         raise upload_error(exc) from exc
 
@@ -204,12 +208,28 @@ class PairBulkView(APIView):
 
     @extend_schema(
         request=serializers.BulkUploadSerializer,
-        responses={201: serializers.BulkResultSerializer, 400: BAD_REQUEST},
-        description="Upload a zip with before/ and after/ folders; files are matched by name (stem).",
+        responses={202: serializers.PairImportSerializer, 400: BAD_REQUEST},
+        description="Upload a zip with before/ and after/ folders; files are matched by name (stem). The zip "
+        "is checked and stored now; a worker imports its pairs: follow the answer's `url`.",
     )
     def post(self, request):
-        result = do_bulk_upload(request.user, request.data)
-        return Response(serializers.BulkResultSerializer(result).data, status=status.HTTP_201_CREATED)
+        row = do_start_import(request.user, request.data)
+        data = serializers.PairImportSerializer(row).data
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
+
+
+class PairImportListView(generics.ListAPIView):
+    serializer_class = serializers.PairImportSerializer
+
+    def get_queryset(self):
+        return own_imports(self.request.user)
+
+
+class PairImportDetailView(generics.RetrieveAPIView):
+    serializer_class = serializers.PairImportSerializer
+
+    def get_queryset(self):
+        return own_imports(self.request.user)
 
 
 # --- training jobs ----------------------------------------------------------------------------------------

@@ -38,12 +38,13 @@ from personalize.throttles import ScopedThrottle
 from personalize.views import (
     active_model_id,
     do_activate_model,
-    do_bulk_upload,
     do_cancel_job,
     do_create_job,
     do_predict,
     do_render,
+    do_start_import,
     do_upload_pair,
+    own_imports,
     own_jobs,
     own_models,
     own_pairs,
@@ -117,6 +118,26 @@ def endpoint(view):
         return view(request, *args, **kwargs)
 
     return wrapped
+
+
+def action(scope: str):
+    """For an endpoint that calls one of the API's actions: the API's throttle for `scope` (429 in words),
+    and the action's ValidationError answered as 400 {"errors": [reasons]}, as the API refuses it."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            refused = throttled(request, scope)
+            if refused is not None:
+                return refused
+            try:
+                return view(request, *args, **kwargs)
+            except ValidationError as exc:
+                return JsonResponse({"errors": reasons(exc.detail)}, status=400)
+
+        return wrapped
+
+    return decorate
 
 
 def back(request, default: str):
@@ -245,15 +266,10 @@ def pairs_match(request):
 
 @endpoint
 @require_POST
+@action("uploads")
 def pair_upload(request):
     """One pair, as POST /api/v1/pairs: {"pair": {...}, "created": bool} or {"errors": [reasons]}."""
-    refused = throttled(request, "uploads")
-    if refused is not None:
-        return refused
-    try:
-        pair, created = do_upload_pair(request.user, form_data(request))
-    except ValidationError as exc:
-        return JsonResponse({"errors": reasons(exc.detail)}, status=400)
+    pair, created = do_upload_pair(request.user, form_data(request))
     return JsonResponse(
         {"pair": serializers.PairSerializer(pair).data, "created": created}, status=201 if created else 200
     )
@@ -261,17 +277,23 @@ def pair_upload(request):
 
 @endpoint
 @require_POST
+@action("uploads")
 def pair_upload_zip(request):
-    """A zip, as POST /api/v1/pairs/bulk: {"stored": [{id, name}], "skipped": [{name, reason}]}."""
-    refused = throttled(request, "uploads")
-    if refused is not None:
-        return refused
-    try:
-        result = do_bulk_upload(request.user, form_data(request))
-    except ValidationError as exc:
-        return JsonResponse({"errors": reasons(exc.detail)}, status=400)
-    stored = [{"id": pair.pk, "name": pair.name} for pair in result["stored"]]
-    return JsonResponse({"stored": stored, "skipped": result["skipped"]}, status=201)
+    """A zip, as POST /api/v1/pairs/bulk: 202 with the import (PairImportSerializer) and the URL this page
+    polls (`poll`) while a worker stores the pairs; or {"errors": [reasons]} when the zip is refused."""
+    row = do_start_import(request.user, form_data(request))
+    return JsonResponse(import_state(row), status=202)
+
+
+def import_state(row) -> dict:
+    return {**serializers.PairImportSerializer(row).data, "poll": reverse("web:pair-import", args=[row.pk])}
+
+
+@endpoint
+@require_GET
+def pair_import_json(request, pk: int):
+    """The import's progress and outcome, as GET /api/v1/pairs/imports/<id>."""
+    return JsonResponse(import_state(get_object_or_404(own_imports(request.user), pk=pk)))
 
 
 # --- training ---------------------------------------------------------------------------------------------
@@ -446,29 +468,19 @@ def try_page(request):
 
 @endpoint
 @require_POST
+@action("predictions")
 def try_predict(request):
     """The sliders for the photo, as POST /api/v1/predict: {"adjustments", "model"}."""
-    refused = throttled(request, "predictions")
-    if refused is not None:
-        return refused
-    try:
-        adjustments, _, served = do_predict(request.user, form_data(request))
-    except ValidationError as exc:
-        return JsonResponse({"errors": reasons(exc.detail)}, status=400)
+    adjustments, _, served = do_predict(request.user, form_data(request))
     return JsonResponse({"adjustments": adjustments, "model": served.describe()})
 
 
 @endpoint
 @require_POST
+@action("predictions")
 def try_render(request):
     """The photo edited, as POST /api/v1/render: a JPEG, its sliders in the X-Adjustments header."""
-    refused = throttled(request, "predictions")
-    if refused is not None:
-        return refused
-    try:
-        rendered, adjustments = do_render(request.user, form_data(request))
-    except ValidationError as exc:
-        return JsonResponse({"errors": reasons(exc.detail)}, status=400)
+    rendered, adjustments = do_render(request.user, form_data(request))
     response = HttpResponse(rendered, content_type="image/jpeg")
     response["X-Adjustments"] = json.dumps(adjustments)
     response["Cache-Control"] = "private, no-store"
@@ -477,17 +489,12 @@ def try_render(request):
 
 @endpoint
 @require_POST
+@action("predictions")
 def try_xmp(request):
     """The XMP sidecar for the photo at the chosen strength, as POST /api/v1/predict with format=xmp."""
-    refused = throttled(request, "predictions")
-    if refused is not None:
-        return refused
     data = form_data(request)
     data["format"] = "xmp"
-    try:
-        adjustments, _, _ = do_predict(request.user, data)
-    except ValidationError as exc:
-        return JsonResponse({"errors": reasons(exc.detail)}, status=400)
+    adjustments, _, _ = do_predict(request.user, data)
     response = HttpResponse(to_xmp(adjustments), content_type="application/rdf+xml; charset=utf-8")
     response["Cache-Control"] = "private, no-store"
     return response

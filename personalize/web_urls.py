@@ -14,6 +14,7 @@ urlpatterns = [
     path("pairs/match", web.pairs_match, name="pairs-match"),
     path("pairs/upload", web.pair_upload, name="pair-upload"),
     path("pairs/upload-zip", web.pair_upload_zip, name="pair-upload-zip"),
+    path("pairs/imports/<int:pk>.json", web.pair_import_json, name="pair-import"),
     path("pairs/<int:pk>/delete", web.pair_delete, name="pair-delete"),
     path("pairs/<int:pk>/<str:which>.jpg", web.pair_image, name="pair-image"),
     path("training/", web.training_page, name="training"),

@@ -243,9 +243,7 @@ def test_bulk_zip_skips_pairs_already_uploaded(alice):
         "before/new-copy.jpg": other_before,
         "after/new-copy.jpg": other_after,
     }
-    response = alice.post("/api/v1/pairs/bulk", {"file": make_zip(entries)}, format="multipart")
-    assert response.status_code == 201, response.content
-    body = response.json()
+    body = bulk_import(alice, entries)
     assert [p["name"] for p in body["stored"]] == ["new"]
     reasons = {item["name"]: item["reason"] for item in body["skipped"]}
     assert reasons["old"] == f"already uploaded as pair {existing['id']}"
@@ -376,9 +374,7 @@ def test_bulk_zip_skips_a_mismatched_pair_with_the_reason(alice):
         "before/wrong.jpg": encode(photo("coffee")),
         "after/wrong.jpg": encode(warm_and_bright(photo("rocket"))),
     }
-    response = alice.post("/api/v1/pairs/bulk", {"file": make_zip(entries)}, format="multipart")
-    assert response.status_code == 201, response.content
-    body = response.json()
+    body = bulk_import(alice, entries)
     assert [p["name"] for p in body["stored"]] == ["good"]
     (skipped,) = body["skipped"]
     assert skipped["name"] == "wrong"
@@ -429,6 +425,16 @@ def make_zip(entries: dict[str, bytes]) -> SimpleUploadedFile:
     return SimpleUploadedFile("pairs.zip", buffer.getvalue(), content_type="application/zip")
 
 
+def bulk_import(client, entries: dict[str, bytes], **fields) -> dict:
+    """POST a zip (202), import it here as a worker would, and return the import as its URL then shows it."""
+    from workers.imports import run_import
+
+    response = client.post("/api/v1/pairs/bulk", {"file": make_zip(entries), **fields}, format="multipart")
+    assert response.status_code == 202, response.content
+    assert run_import(response.json()["id"]) == "succeeded"
+    return client.get(response["Location"]).json()
+
+
 def test_bulk_zip(alice):
     entries = {}
     for i in range(3):
@@ -438,11 +444,7 @@ def test_bulk_zip(alice):
     entries["shoot/before/lonely.jpg"] = pair_bytes(20)[0]
     entries["shoot/before/broken.jpg"] = b"garbage"
     entries["shoot/after/broken.jpg"] = pair_bytes(21)[1]
-    response = alice.post(
-        "/api/v1/pairs/bulk", {"file": make_zip(entries), "tags": "wedding"}, format="multipart"
-    )
-    assert response.status_code == 201, response.content
-    body = response.json()
+    body = bulk_import(alice, entries, tags="wedding")
     assert sorted(p["name"] for p in body["stored"]) == ["img_0", "img_1", "img_2"]
     reasons = {item["name"]: item["reason"] for item in body["skipped"]}
     assert "no after/ file" in reasons["shoot/before/lonely.jpg"]

@@ -9,6 +9,7 @@ and its path printed.
 import os
 import shutil
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -236,6 +237,40 @@ def test_upload_a_folder_with_one_bad_file(page, tmp_path):
     toggle.click()
     assert toggle.get_attribute("aria-pressed") == "true"
     page.shot("pairs-uploaded")
+
+
+def test_upload_a_zip_imported_by_a_real_worker(page, tmp_path, celery_worker_process):
+    owner = editor("zoe")
+    archive = tmp_path / "shoot.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for i in range(3):
+            before, after = pair_bytes(20 + i)
+            handle.writestr(f"before/IMG_{i}.jpg", before)
+            handle.writestr(f"after/IMG_{i}.jpg", after)
+        handle.writestr("before/broken.jpg", b"this is not a photo")
+        handle.writestr("after/broken.jpg", pair_bytes(29)[1])
+        handle.writestr("before/zcopy.jpg", pair_bytes(20)[0])  # IMG_0 again: already uploaded
+        handle.writestr("after/zcopy.jpg", pair_bytes(20)[1])
+
+    page.sign_in("zoe")
+    page.wait(lambda: page.driver.current_url.endswith("/pairs/"))
+    page.find("#pick-zip").send_keys(str(archive))
+    # The zip's row follows the import the worker runs, then lists its pairs.
+    page.wait(lambda: page.find("#upload-summary").text.startswith("Done"), timeout=120, message="the import")
+    assert page.find("#upload-summary").text == "Done: 3 pairs stored, 1 already uploaded, 1 rejected."
+    rows = {
+        row.find_elements("css selector", "td")[0].text: row.find_elements("css selector", "td")[2].text
+        for row in page.find_all("#upload-list tbody tr")
+    }
+    assert rows["shoot.zip"] == "3 pairs stored, 2 skipped"
+    assert (
+        rows["shoot.zip: broken"]
+        == "rejected: before: not a readable image (expected JPEG, PNG, TIFF or WebP)"
+    )
+    assert rows["shoot.zip: zcopy"].startswith("already uploaded as pair ")
+    assert Pair.objects.filter(owner=owner).count() == 3
+    page.wait(lambda: len(page.find_all("#grid .card")) == 3, message="the refreshed grid")
+    page.shot("pairs-zip-imported")
 
 
 def test_training_progress_curve_results_and_models_with_a_real_worker(page, settings, celery_worker_process):

@@ -66,6 +66,22 @@ class FakeAPI:
         self.batches: list[tuple[dict, list[tuple[str, bytes]]]] = []  # (fields, [(name, preview)])
         self.reject_previews: set[str] = set()  # preview names containing these answer their own error
         self.refuse_batches = False
+        self.imports: list[dict] = []
+        self.import_script: list[dict] = [
+            {"status": "running", "done": 1, "progress": 1 / 3, "eta_seconds": 4},
+            {"status": "running", "done": 2, "progress": 2 / 3, "eta_seconds": 2},
+            {
+                "status": "succeeded",
+                "done": 3,
+                "progress": 1.0,
+                "eta_seconds": None,
+                "stored": [{"id": 1, "name": "a"}],
+                "skipped": [
+                    {"name": "b", "reason": "already uploaded as pair 7", "pair": 7},
+                    {"name": "c", "reason": "before: not a readable image"},
+                ],
+            },
+        ]
 
     # helpers
     def page(self, items: list[dict], query: dict, path: str) -> dict:
@@ -142,6 +158,37 @@ class FakeAPI:
             self.pairs.insert(0, pair)
             return 201, pair, None, {}
 
+        if route == "pairs/bulk" and method == "POST":
+            form = parse_multipart(headers["Content-Type"], body)
+            name, data = form["file"]
+            row = {
+                "id": len(self.imports) + 1,
+                "status": "queued",
+                "file_name": name,
+                "tags": form["tags"][1].decode().split(",") if "tags" in form else [],
+                "total": 3,
+                "done": 0,
+                "progress": 0.0,
+                "eta_seconds": None,
+                "stored": [],
+                "skipped": [],
+                "error": "",
+                "script": [dict(step) for step in self.import_script],
+                "request": data,
+            }
+            row["url"] = f"/api/v1/pairs/imports/{row['id']}"
+            self.imports.insert(0, row)
+            return 202, public_job(row), None, {"Location": row["url"]}
+        if route == "pairs/imports" and method == "GET":
+            return 200, self.page([public_job(row) for row in self.imports], query, "pairs/imports"), None, {}
+        match = re.fullmatch(r"pairs/imports/(\d+)", route)
+        if match and method == "GET":
+            row = next((r for r in self.imports if r["id"] == int(match.group(1))), None)
+            if row is None:
+                return 404, {"detail": "No PairImport matches the given query."}, None, {}
+            if row["script"]:
+                row.update(row["script"].pop(0))
+            return 200, public_job(row), None, {}
         if route == "jobs" and method == "POST":
             data = json.loads(body or b"{}")
             active = [j for j in self.jobs if j["status"] in ("queued", "running")]
@@ -415,7 +462,17 @@ def test_runs_as_a_module_with_help():
         [sys.executable, "-m", "personalize.client", "--help"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0
-    for command in ("login", "upload", "train", "status", "models", "activate", "predict"):
+    for command in (
+        "login",
+        "upload",
+        "import",
+        "import-status",
+        "train",
+        "status",
+        "models",
+        "activate",
+        "predict",
+    ):
         assert command in result.stdout
 
 
@@ -937,3 +994,50 @@ def test_predict_uses_the_active_personal_model(run, env, tmp_path):
     run("activate", "1")
     code, out, _ = run("predict", photo(tmp_path / "a.jpg"), "--json")
     assert json.loads(out)["model"] == {"id": 1, "version": "1", "kind": "personal"}
+
+
+# --- import (a zip the server imports in the background) ---------------------------------------------------
+
+
+def test_import_sends_the_zip_and_follows_the_import_to_its_end(run, env, tmp_path):
+    archive = tmp_path / "shoot.zip"
+    archive.write_bytes(b"PK" + bytes(range(256)) * 400)  # the fake does not unpack it
+    code, out, err = run("import", archive, "--tag", "wedding,beach", "--poll", "0")
+    assert code == 1, err  # one pair was refused
+    assert env.imports[0]["request"] == archive.read_bytes() and env.imports[0]["file_name"] == "shoot.zip"
+    assert env.imports[0]["tags"] == ["beach", "wedding"]
+    # Not a terminal: a line per status change and per 10 % of the pairs, with the server's ETA.
+    assert "import 1: queued, 0 of 3 pairs" in err and "import 1: running, 1 of 3 pairs, ETA 0:04" in err
+    assert "skipped: c: before: not a readable image" in err and "skipped: b" not in err
+    assert out.strip() == "imported 1, skipped 1 already uploaded, refused 1"
+    assert [path for method, path in env.log if method == "GET"] == ["/api/v1/pairs/imports/1"] * 3
+
+
+def test_import_bar_on_a_terminal(run, env, tmp_path, monkeypatch):
+    archive = tmp_path / "shoot.zip"
+    archive.write_bytes(b"PK" * 1000)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    run("import", archive, "--poll", "0")
+    screen = terminal.getvalue()
+    assert "sending: 100%" in screen and "import 1: 1/3 pairs|" in screen and "| running, ETA 0:04" in screen
+
+
+def test_import_without_waiting_and_import_status(run, env, tmp_path):
+    code, out, _ = run("import-status")
+    assert code == 0 and "no imports yet" in out
+    archive = tmp_path / "shoot.zip"
+    archive.write_bytes(b"PK")
+    code, out, err = run("import", archive, "--no-wait")
+    assert code == 0 and out.strip() == "1" and "import-status 1 --wait" in err
+    code, out, _ = run("import-status", "1")
+    assert code == 0 and out.strip() == "import 1: running, 1 of 3 pairs, ETA 0:04"
+    code, out, _ = run("import-status", "--wait", "--poll", "0", "--json")
+    assert code == 0 and json.loads(out)["status"] == "succeeded"
+    code, _, err = run("import-status", "9")
+    assert code == 1 and "No PairImport" in err
+
+
+def test_import_of_a_missing_file_exits_2(run, env, tmp_path):
+    code, _, err = run("import", tmp_path / "nope.zip")
+    assert code == 2 and "file not found" in err and env.log == []

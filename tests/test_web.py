@@ -25,6 +25,7 @@ from personalize.pairs import upload_pair
 from rlcore.modelfile import load_model
 from tests.photos import encode, pair_bytes, photo
 from workers import training
+from workers.imports import run_import
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "a-long-password-123"
@@ -303,7 +304,7 @@ def test_upload_gives_the_api_reason_and_stores_nothing_for_a_bad_file(alice, me
     assert sorted(media_root.rglob("*")) == files_before and Pair.objects.count() == 1
 
 
-def test_zip_upload_lists_stored_and_skipped(alice):
+def test_zip_upload_is_imported_in_the_background_and_lists_stored_and_skipped(alice):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for i in range(2):
@@ -315,11 +316,17 @@ def test_zip_upload_lists_stored_and_skipped(alice):
         reverse("web:pair-upload-zip"),
         {"file": SimpleUploadedFile("pairs.zip", buffer.getvalue()), "tags": "zip"},
     )
-    assert response.status_code == 201
-    body = response.json()
+    # Accepted at once; the page follows the import (a worker's work, done here in-process) at `poll`.
+    assert response.status_code == 202
+    started = response.json()
+    assert started["status"] == "queued" and started["total"] == 2 and started["done"] == 0
+    assert run_import(started["id"]) == "succeeded"
+    body = alice.get(started["poll"]).json()
+    assert body["status"] == "succeeded" and body["progress"] == 1.0
     assert sorted(p["name"] for p in body["stored"]) == ["p0", "p1"]
     assert body["skipped"] == [{"name": "before/lonely.jpg", "reason": "no after/ file with this name"}]
     assert Pair.objects.filter(tags__name="zip").count() == 2
+    assert signed_in("bob").get(started["poll"]).status_code == 404
     refused = alice.post(reverse("web:pair-upload-zip"), {"file": SimpleUploadedFile("x.zip", b"nope")})
     assert refused.status_code == 400 and refused.json()["errors"][0].startswith("file: not a readable zip")
 

@@ -18,6 +18,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "personalize.settings")
 RUN_TRAINING_JOB = "workers.tasks.run_training_job"
 SWEEP_STALE_JOBS = "workers.tasks.sweep_stale_jobs"
 CLEAN_ORPHAN_FILES = "workers.tasks.clean_orphan_files"
+RUN_PAIR_IMPORT = "workers.tasks.run_pair_import"
+SWEEP_STALE_IMPORTS = "workers.tasks.sweep_stale_imports"
 PING = "workers.tasks.ping"
 
 app = Celery("workers", include=["workers.tasks"])
@@ -51,6 +53,10 @@ def _configure() -> None:
         beat_schedule={
             "sweep-stale-jobs": {
                 "task": SWEEP_STALE_JOBS,
+                "schedule": settings.SWEEP_INTERVAL_SECONDS,
+            },
+            "sweep-stale-imports": {
+                "task": SWEEP_STALE_IMPORTS,
                 "schedule": settings.SWEEP_INTERVAL_SECONDS,
             },
             "clean-orphan-files": {"task": CLEAN_ORPHAN_FILES, "schedule": 3600.0},

@@ -13,6 +13,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -117,6 +118,63 @@ def error_detail(response: requests.Response) -> tuple[str, Any]:
     return f"the server answered {response.status_code} {response.reason or ''}".strip(), payload
 
 
+class StreamedUpload:
+    """A multipart/form-data body with one file, read from disk while it is sent, reporting its progress.
+
+    requests reads it like a file and takes its length from len(), so the request has a Content-Length
+    (the server refuses a body over its limit before reading it) and the file is never in memory whole.
+    """
+
+    def __init__(self, fields: dict[str, str], field: str, path: Path, content_type: str, on_progress=None):
+        boundary = uuid.uuid4().hex
+        filename = path.name.replace('"', "%22")
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+            for name, value in fields.items()
+        ]
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        )
+        self.head = "".join(parts).encode()
+        self.tail = f"\r\n--{boundary}--\r\n".encode()
+        self.content_type = f"multipart/form-data; boundary={boundary}"
+        self.file_size = path.stat().st_size
+        self.handle = open(path, "rb")  # noqa: SIM115 (closed by __exit__)
+        self.on_progress = on_progress
+        self.position = 0
+
+    def __len__(self) -> int:
+        return len(self.head) + self.file_size + len(self.tail)
+
+    def __enter__(self) -> StreamedUpload:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.close()
+
+    def seek(self, offset: int) -> None:
+        """Only back to the start, for a request sent again (a throttled one)."""
+        self.position = offset
+        self.handle.seek(max(0, offset - len(self.head)))
+
+    def read(self, size: int = -1) -> bytes:
+        size = len(self) - self.position if size is None or size < 0 else size
+        out = b""
+        if self.position < len(self.head):
+            out = self.head[self.position : self.position + size]
+        if len(out) < size and self.position + len(out) < len(self.head) + self.file_size:
+            out += self.handle.read(size - len(out))
+        start_of_tail = len(self.head) + self.file_size
+        if len(out) < size and self.position + len(out) >= start_of_tail:
+            offset = self.position + len(out) - start_of_tail
+            out += self.tail[offset : offset + size - len(out)]
+        self.position += len(out)
+        if self.on_progress is not None and out:
+            self.on_progress(self.position)
+        return out
+
+
 class Client:
     """One editor's connection to one server. Safe to share between threads (one session per thread)."""
 
@@ -152,6 +210,8 @@ class Client:
             headers["Authorization"] = f"Token {self.token}"
         kwargs.setdefault("timeout", self.timeout)
         for attempt in range(MAX_THROTTLE_RETRIES + 1):
+            if hasattr(kwargs.get("data"), "seek"):  # a streamed body (StreamedUpload) is sent again whole
+                kwargs["data"].seek(0)
             files = kwargs.get("files") or {}
             for _, value in files.items() if isinstance(files, dict) else files:
                 if hasattr(value[1], "seek"):  # rewind uploads before a retry (bytes need none)
@@ -239,6 +299,26 @@ class Client:
         finally:
             for handle in handles:
                 handle.close()
+
+    def start_import(
+        self, archive: Path, tags: list[str] | None = None, on_progress: Callable[[int], None] | None = None
+    ) -> dict:
+        """Send a zip of before/ and after/ folders to pairs/bulk -> the import the server started (202).
+
+        The zip is streamed from disk, not read into memory (it may be 500 MB); `on_progress(bytes)` is
+        called as its bytes are sent. Follow the import with get_import.
+        """
+        fields = {"tags": ",".join(tags)} if tags else {}
+        with StreamedUpload(fields, "file", Path(archive), "application/zip", on_progress) as body:
+            return self.json("POST", "pairs/bulk", data=body, headers={"Content-Type": body.content_type})
+
+    def get_import(self, import_id: int) -> dict:
+        return self.json("GET", f"pairs/imports/{import_id}")
+
+    def latest_import(self) -> dict | None:
+        body = self.json("GET", "pairs/imports")
+        results = body if isinstance(body, list) else body.get("results", [])
+        return results[0] if results else None
 
     def get_pair(self, pair_id: int) -> dict:
         return self.json("GET", f"pairs/{pair_id}")

@@ -12,6 +12,7 @@ import os
 
 from personalize.client.api import DEFAULT_TIMEOUT, ApiError, AuthError, Unreachable
 from personalize.client.commands.account import cmd_login, cmd_logout
+from personalize.client.commands.imports import cmd_import, cmd_import_status
 from personalize.client.commands.models import cmd_activate, cmd_models
 from personalize.client.commands.predict import cmd_predict
 from personalize.client.commands.training import cmd_cancel, cmd_status, cmd_train
@@ -93,6 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--jobs", "-j", type=positive_int, default=4, help="parallel uploads (default 4)")
     sub.add_argument("--dry-run", action="store_true", help="only list the matched pairs")
 
+    sub = command("import", cmd_import, "send a zip of before/ and after/ folders; the server imports it")
+    sub.add_argument(
+        "zip_file", metavar="ZIP_FILE", help="a zip with before/ and after/ folders (same names)"
+    )
+    sub.add_argument(
+        "--tag", action="append", help="tag every imported pair (repeatable, or comma-separated)"
+    )
+    sub.add_argument("--no-wait", action="store_true", help="print the import's id instead of following it")
+    sub.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
+
+    sub = command("import-status", cmd_import_status, "show an import (default: the latest)")
+    sub.add_argument("import_id", metavar="IMPORT_ID", type=int, nargs="?")
+    sub.add_argument("--wait", action="store_true", help="follow it until it finishes")
+    sub.add_argument("--json", action="store_true", help="print the import as JSON")
+    sub.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
+
     sub = command("train", cmd_train, "start training a personal model on your pairs")
     sub.add_argument("--seconds", type=positive_int, help="training budget (default: the server's)")
     sub.add_argument("--face-weight", type=float, help="extra weight on faces (0 to 10)")
@@ -173,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err(
             "interrupted"
-            + (" (the job keeps running on the server)" if args.command in ("train", "status") else "")
+            + (
+                " (it keeps running on the server)"
+                if args.command in ("train", "status", "import", "import-status")
+                else ""
+            )
         )
         return EXIT_INTERRUPTED

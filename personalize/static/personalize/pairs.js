@@ -1,7 +1,8 @@
 // Pairs page: upload by drag-and-drop or pickers, with a row per pair (or zip) showing its progress and the
 // server's verdict. Which files make a pair is asked of the server (/pairs/match: the same matching by name
 // as a bulk zip), then each pair is sent on its own to /pairs/upload (the API's single-pair upload), so one
-// bad file refuses only its own pair, with the API's reason.
+// bad file refuses only its own pair, with the API's reason. A zip is imported by a worker on the server:
+// its row follows the import, then lists its pairs.
 "use strict";
 
 (() => {
@@ -14,6 +15,12 @@
   const tagsInput = document.getElementById("upload-tags");
   const picked = { before: [], after: [] };
   let busy = false;
+  const IMPORT_POLL_MS = 1000;
+
+  function formatSeconds(seconds) {
+    const s = Math.round(seconds);
+    return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
+  }
 
   function addRow(label) {
     list.hidden = false;
@@ -31,6 +38,13 @@
       progress(fraction) {
         bar.value = fraction;
         result.textContent = fraction < 1 ? `sending ${Math.round(fraction * 100)} %` : "checking and storing…";
+      },
+      importing(state) {
+        bar.value = state.progress;
+        const left = state.eta_seconds == null ? "" : `, about ${formatSeconds(state.eta_seconds)} left`;
+        result.textContent = state.status === "queued"
+          ? "waiting for a worker…"
+          : `importing: ${state.done} of ${state.total} pairs${left}`;
       },
       finish(kind, text) {
         bar.value = 1;
@@ -67,25 +81,41 @@
     return out;
   }
 
+  // A zip is checked and stored by the server, then a worker imports its pairs one at a time: the row
+  // follows the import (/pairs/imports/<id>.json) with its progress and time left, then lists every pair.
   async function uploadZip(file, tags, counts) {
     const row = addRow(file.name);
     const body = new FormData();
     body.append("file", file);
     body.append("tags", tags);
     const xhr = await post(urls.zip, body, { onProgress: (f) => row.progress(f) });
-    if (xhr.status !== 201) {
+    if (xhr.status !== 202) {
       counts.rejected += 1;
       row.finish("rejected", `rejected: ${(await errorsOf(xhr)).join("; ")}`);
       return;
     }
-    const { stored, skipped } = xhr.response;
-    counts.stored += stored.length;
-    row.finish("stored", `${stored.length} pair${stored.length === 1 ? "" : "s"} stored, ${skipped.length} skipped`);
-    stored.forEach((pair) => addRow(`${file.name}: ${pair.name}`).finish("stored", "stored"));
-    skipped.forEach((item) => {
-      counts.rejected += 1;
-      rejectedRow(`${file.name}: ${item.name}`, item.reason);
-    });
+    let state = xhr.response;
+    while (state.status === "queued" || state.status === "running") {
+      row.importing(state);
+      await new Promise((resolve) => setTimeout(resolve, IMPORT_POLL_MS));
+      const response = await fetch(state.poll, { headers: { Accept: "application/json" } });
+      if (!response.ok) throw new Error(`following the import of ${file.name}: the server answered ${response.status}`);
+      state = await response.json();
+    }
+    const duplicates = state.skipped.filter((item) => item.pair);
+    const rejected = state.skipped.filter((item) => !item.pair);
+    counts.stored += state.stored.length;
+    counts.duplicates += duplicates.length;
+    counts.rejected += rejected.length;
+    const plural = state.stored.length === 1 ? "" : "s";
+    if (state.status === "failed") {
+      row.finish("rejected", `stopped after ${state.done} of ${state.total} pairs: ${state.error}`);
+    } else {
+      row.finish("stored", `${state.stored.length} pair${plural} stored, ${state.skipped.length} skipped`);
+    }
+    state.stored.forEach((pair) => addRow(`${file.name}: ${pair.name}`).finish("stored", "stored"));
+    duplicates.forEach((item) => addRow(`${file.name}: ${item.name}`).finish("duplicate", item.reason));
+    rejected.forEach((item) => rejectedRow(`${file.name}: ${item.name}`, item.reason));
   }
 
   async function uploadPair(pair, files, tags, counts) {
