@@ -44,7 +44,9 @@ def import_contracts_kept() -> bool:
     """Run lint-imports (installed beside this Python by the dev extras); its report names each broken import."""
     lint_imports = Path(sys.executable).with_name("lint-imports")
     if not lint_imports.exists():
-        print(f"[tests] FAILED: {lint_imports} is missing; install the dev extras: pip install -e '.[server,dev]'")
+        print(
+            f"[tests] FAILED: {lint_imports} is missing; install the dev extras: pip install -e '.[server,dev]'"
+        )
         return False
     # No cache: the check takes well under a second, and it would leave a folder in the work tree.
     code = subprocess.call([str(lint_imports), "--no-logo", "--no-cache"], cwd=ROOT)
