@@ -85,7 +85,25 @@ class PairTag(models.Model):
         return self.name
 
 
-class PairImport(models.Model):
+class LeasedWork(models.Model):
+    """What a training job and a pair import share: their times, and the lease that makes the row, not the
+    broker, the source of truth (personalize.jobs: lease_is_live, out_of_attempts): which execution holds
+    it (`lease_owner`, unique per execution), whether it is alive (`heartbeat_at`) and how many
+    executions it took (`attempts`, counted when a lease is taken)."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    lease_owner = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class PairImport(LeasedWork):
     """A bulk zip of pairs, imported by a worker one pair at a time (personalize/imports.py has its states).
 
     The zip is kept in media storage until the import finishes, so that any worker can read it. `done` is
@@ -113,14 +131,7 @@ class PairImport(models.Model):
     stored = models.JSONField(default=list, blank=True, help_text='[{"id", "name"}] of the pairs stored')
     skipped = models.JSONField(default=list, blank=True, help_text='[{"name", "reason"[, "pair"]}]')
     error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    enqueued_at = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    # The lease, as a training job's: the row, not the broker, decides who imports.
-    attempts = models.PositiveIntegerField(default=0)
-    lease_owner = models.CharField(max_length=200, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Times and the lease, as a training job's: LeasedWork.
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -154,7 +165,7 @@ class PersonalModel(models.Model):
         return f"{self.owner} v{self.version}"
 
 
-class TrainingJob(models.Model):
+class TrainingJob(LeasedWork):
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
@@ -185,15 +196,7 @@ class TrainingJob(models.Model):
     model = models.ForeignKey(
         PersonalModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # Times.
-    created_at = models.DateTimeField(auto_now_add=True)
-    enqueued_at = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    # Execution: the lease makes the row, not the broker, the source of truth.
-    attempts = models.PositiveIntegerField(default=0)
-    lease_owner = models.CharField(max_length=200, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Times and the lease: LeasedWork. The editor's cancel flag, which the worker polls:
     cancel_requested = models.BooleanField(default=False)
     training_seconds = models.FloatField(null=True, blank=True, help_text="time spent inside rlcore")
 

@@ -157,6 +157,16 @@ def jpeg_response(image, max_age: int = 0) -> HttpResponse:
     return response
 
 
+def preview_response(pair, which: str, model=None) -> HttpResponse:
+    """One of a pair's larger images (results.preview) as JPEG, kept a day: a pair's photos and a model's
+    edit of them never change. 410 in words when the stored photo can no longer be read."""
+    try:
+        image = results.preview(pair, which, model)
+    except UploadError as exc:
+        return JsonResponse({"errors": [exc.reason]}, status=410)
+    return jpeg_response(image, max_age=86400)
+
+
 # --- signing in and out -----------------------------------------------------------------------------------
 
 
@@ -231,12 +241,7 @@ def pair_delete(request, pk: int):
 def pair_image(request, pk: int, which: str):
     if which not in ("before", "after"):
         raise Http404("no such image")
-    pair = get_object_or_404(own_pairs(request.user), pk=pk)
-    try:
-        image = results.preview(pair, which)
-    except UploadError as exc:
-        return JsonResponse({"errors": [exc.reason]}, status=410)
-    return jpeg_response(image, max_age=86400)
+    return preview_response(get_object_or_404(own_pairs(request.user), pk=pk), which)
 
 
 @endpoint
@@ -448,12 +453,7 @@ def result_image(request, model_pk: int, pk: int, which: str):
     if which not in results.PREVIEWS:
         raise Http404("no such image")
     model = get_object_or_404(own_models(request.user), pk=model_pk)
-    pair = get_object_or_404(own_pairs(request.user), pk=pk)
-    try:
-        image = results.preview(pair, which, model)
-    except UploadError as exc:
-        return JsonResponse({"errors": [exc.reason]}, status=410)
-    return jpeg_response(image, max_age=86400)
+    return preview_response(get_object_or_404(own_pairs(request.user), pk=pk), which, model)
 
 
 @page

@@ -68,22 +68,41 @@ UNREACHABLE_GRACE_SECONDS = 60
 
 
 def follow(
-    state: dict, fetch: Callable[[], dict], is_final: Callable[[dict], bool], show, poll: float
+    state: dict,
+    fetch: Callable[[], dict],
+    is_final: Callable[[dict], bool],
+    poll: float,
+    bar,
+    line: Callable[[dict], str],
+    draw: Callable[[dict], None],
 ) -> dict:
     """Show `state`, then fetch it again every `poll` seconds until it is final; returns the final state.
 
-    Used to follow a training job and a bulk import, which both run on the server after the request.
+    On a terminal `draw(state)` updates the tqdm `bar`; otherwise (a log) `line(state)` is written on each
+    status change and every 10 % of its `progress`. The bar is closed at the end. Used to follow a training
+    job and a bulk import, which both run on the server after the request.
     """
+    last_status, last_decile = None, -1
     unreachable_since = None
-    while True:
-        show(state)
-        if is_final(state):
-            return state
-        time.sleep(poll)
-        try:
-            state = fetch()
-            unreachable_since = None
-        except Unreachable:
-            unreachable_since = unreachable_since or time.monotonic()
-            if time.monotonic() - unreachable_since > UNREACHABLE_GRACE_SECONDS:
-                raise
+    try:
+        while True:
+            if bar.disable:
+                decile = int(max(0.0, min(1.0, float(state.get("progress") or 0))) * 10)
+                if state.get("status") != last_status or decile > last_decile:
+                    err(line(state))
+                    last_status, last_decile = state.get("status"), decile
+            else:
+                draw(state)
+                bar.refresh()
+            if is_final(state):
+                return state
+            time.sleep(poll)
+            try:
+                state = fetch()
+                unreachable_since = None
+            except Unreachable:
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since > UNREACHABLE_GRACE_SECONDS:
+                    raise
+    finally:
+        bar.close()

@@ -39,32 +39,18 @@ def wait_for_import(client: Client, row: dict, poll: float) -> dict:
         bar_format="{desc}: {n_fmt}/{total_fmt} pairs|{bar}| {postfix[0]}",
         postfix=[""],
     )
-    last = {"status": None, "decile": -1}
 
-    def show(current: dict) -> None:
-        if bar.disable:  # not a terminal (a log): a line on each status change and every 10%
-            decile = int(float(current.get("progress") or 0) * 10)
-            if current.get("status") != last["status"] or decile > last["decile"]:
-                err(import_line(current))
-                last.update(status=current.get("status"), decile=decile)
-            return
+    def draw(current: dict) -> None:
         status = str(current.get("status"))
         if current.get("eta_seconds") is not None:
             status += f", ETA {fmt_seconds(current['eta_seconds'])}"
         bar.n = current.get("done") or 0
         bar.postfix[0] = status
-        bar.refresh()
 
-    try:
-        return follow(
-            row,
-            lambda: client.get_import(row["id"]),
-            lambda current: current.get("status") in FINAL_STATUSES,
-            show,
-            poll,
-        )
-    finally:
-        bar.close()
+    def final(current: dict) -> bool:
+        return current.get("status") in FINAL_STATUSES
+
+    return follow(row, lambda: client.get_import(row["id"]), final, poll, bar, import_line, draw)
 
 
 def report_final_import(row: dict) -> int:

@@ -48,16 +48,8 @@ def wait_for_job(client: Client, job: dict, poll: float) -> dict:
         bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix[0]}",
         postfix=[""],
     )
-    last = {"status": None, "decile": -1}
 
-    def show(job: dict) -> None:
-        progress = max(0.0, min(1.0, float(job.get("progress") or 0)))
-        if bar.disable:  # not a terminal (a log): a line on each status change and every 10%
-            decile = int(progress * 10)
-            if job.get("status") != last["status"] or decile > last["decile"]:
-                err(job_line(job))
-                last.update(status=job.get("status"), decile=decile)
-            return
+    def draw(job: dict) -> None:
         postfix = [str(job.get("status"))]
         if job.get("step") is not None:
             postfix.append(f"step {job['step']}")
@@ -65,20 +57,13 @@ def wait_for_job(client: Client, job: dict, poll: float) -> dict:
             postfix.append(f"ETA {fmt_seconds(job['eta_seconds'])}")
         if job.get("val_delta_e") is not None:
             postfix.append(f"val ΔE00 {fmt_delta_e(job['val_delta_e'])}")
-        bar.n = round(progress * 100)
+        bar.n = round(max(0.0, min(1.0, float(job.get("progress") or 0))) * 100)
         bar.postfix[0] = ", ".join(postfix)
-        bar.refresh()
 
-    try:
-        return follow(
-            job,
-            lambda: client.get_job(job["id"]),
-            lambda current: current.get("status") in FINAL_STATUSES,
-            show,
-            poll,
-        )
-    finally:
-        bar.close()
+    def final(current: dict) -> bool:
+        return current.get("status") in FINAL_STATUSES
+
+    return follow(job, lambda: client.get_job(job["id"]), final, poll, bar, job_line, draw)
 
 
 def report_final_job(client: Client, job: dict) -> int:
