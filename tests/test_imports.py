@@ -167,6 +167,34 @@ def test_an_import_stopped_mid_pair_resumes_at_the_cursor_without_duplicates(
     assert Pair.objects.count() == 4 and pair_files_have_rows(media_root)
 
 
+def test_transient_errors_are_retried_by_celery_and_each_retry_resumes_at_the_cursor(alice, monkeypatch):
+    from django.db import OperationalError
+
+    from workers import imports as worker_imports
+    from workers.tasks import run_pair_import, run_training_job
+
+    # One retry policy for both tasks, and the row's attempts as the one limit.
+    assert run_pair_import.autoretry_for == run_training_job.autoretry_for
+    assert run_pair_import.max_retries is None and run_pair_import.acks_late
+    import_id = post_zip(alice, shoot(3)).json()["id"]
+    real = worker_imports.import_bulk_item
+    calls = []
+
+    def flaky(owner, archive, item, tags, record):
+        calls.append(item.name)
+        if len(calls) in (2, 4):
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(owner, archive, item, tags, record)
+
+    monkeypatch.setattr(worker_imports, "import_bulk_item", flaky)
+    # apply(): Celery's own retry path (autoretry_for), each retry run at once in this process.
+    assert run_pair_import.apply(args=(import_id,)).get() == "succeeded"
+    assert calls == ["p00", "p01", "p01", "p02", "p02"]
+    row = PairImport.objects.get(pk=import_id)
+    assert row.attempts == 3 and row.done == 3 and [p["name"] for p in row.stored] == ["p00", "p01", "p02"]
+    assert Pair.objects.count() == 3
+
+
 def test_a_pair_recorded_by_another_delivery_is_not_stored_twice(alice, media_root):
     import_id = post_zip(alice, shoot(2)).json()["id"]
     row = imports.take_lease(import_id, "worker-a")

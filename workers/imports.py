@@ -47,7 +47,11 @@ def run_import(import_id: int) -> str:
         log.warning("import %s: lease lost, leaving it to its new owner", import_id)
         return "lease lost"
     except TRANSIENT_ERRORS as exc:
-        status = imports.hand_back(import_id, owner, f"{type(exc).__name__}: {exc}")
+        try:
+            status = imports.hand_back(import_id, owner, f"{type(exc).__name__}: {exc}")
+        except TRANSIENT_ERRORS:
+            # The database is down too: Celery's retry finds the lease live, or expired and swept.
+            raise exc from None
         if status == imports.Status.QUEUED:
             raise
         return "failed" if status else "lease lost"
