@@ -13,6 +13,7 @@ different photo, the same photo mirrored, a crop below 25 % of the area, a blank
     .venv/bin/python bench/bench_align.py                # 200 pairs, seed 0
     .venv/bin/python bench/bench_align.py --pairs 1000 --seed 3 --show-failures
     .venv/bin/python bench/bench_align.py --upload    # the whole upload preparation, camera-sized JPEGs
+    .venv/bin/python bench/bench_align.py --upload-api --pairs 20   # POST /api/v1/pairs, end to end
 
 tests/test_align.py runs the same generator.
 """
@@ -231,6 +232,88 @@ def bench_upload(pairs: int, seed: int) -> None:
     )
 
 
+def bench_upload_api(pairs: int, seed: int, warmup: int = 2) -> int:
+    """POST /api/v1/pairs to a scratch server (bench/scratch_server.py, one gunicorn process), one pair at
+    a time, each timed from the request sent to the answer received: HTTP, multipart, decoding, alignment,
+    thumbnails, face detection, the files written and the database row. Befores: 12-megapixel JPEGs (the
+    photos enlarged, with sensor-like noise); afters: make_pair's exports of them, at most 4000 pixels."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from bench.scratch_server import scratch_server
+
+    rng = np.random.default_rng(seed)
+    library = photos()
+    names = sorted(library)
+    boundary = "benchalign5c2e"
+    bodies, sizes = [], []
+    for i in range(pairs + warmup):  # distinct pairs: an identical upload is answered from the database
+        photo = library[names[i % len(names)]]
+        h, w = photo.shape[:2]
+        width = round(math.sqrt(12e6 * w / h))
+        big = cv2.resize(photo, (width, round(width * h / w)), interpolation=cv2.INTER_CUBIC)
+        big = np.clip(big.astype(np.int16) + rng.integers(-6, 7, size=big.shape), 0, 255).astype(np.uint8)
+        after = make_pair(rng, big).after
+        if max(after.shape[:2]) > 4000:
+            f = 4000 / max(after.shape[:2])
+            after = cv2.resize(after, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        body = b""
+        for field, image in (("before", big), ("after", after)):
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, format="JPEG", quality=92)
+            body += (
+                (
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="IMG_{i}.jpg"\r\n'
+                    "Content-Type: image/jpeg\r\n\r\n"
+                ).encode()
+                + buffer.getvalue()
+                + b"\r\n"
+            )
+        bodies.append(body + f"--{boundary}--\r\n".encode())
+        sizes.append((big.shape[1] * big.shape[0], after.shape[1] * after.shape[0]))
+    seconds, failed, turned = [], 0, 0
+    with scratch_server("bench-align-", 1) as server:
+        for i, body in enumerate(bodies):
+            request = urllib.request.Request(
+                f"{server.url}/api/v1/pairs",
+                data=body,
+                headers={
+                    "Authorization": f"Token {server.token}",
+                    "Content-Type": f"multipart/form-data; boundary={boundary}",
+                },
+            )
+            started = time.perf_counter()
+            try:
+                with urllib.request.urlopen(request, timeout=120) as answer:
+                    reply, ok = json.loads(answer.read()), answer.status == 201
+            except urllib.error.HTTPError as exc:
+                reply, ok = exc.read().decode()[:300], False
+            took = time.perf_counter() - started
+            if i < warmup:
+                continue
+            seconds.append(took)
+            if not ok:
+                failed += 1
+                print(f"  pair {i}: not stored: {reply}")
+            elif not reply["alignment"]["identity"]:
+                turned += 1
+    ms = np.array(seconds) * 1000
+    before_mp = np.mean([b for b, _ in sizes[warmup:]]) / 1e6
+    after_mp = np.mean([a for _, a in sizes[warmup:]]) / 1e6
+    mb = np.mean([len(b) for b in bodies[warmup:]]) / 1e6
+    print(
+        f"API pair uploads ({pairs} timed after {warmup} untimed, one at a time; befores {before_mp:.1f} MP, "
+        f"afters {after_mp:.1f} MP on average, {mb:.1f} MB per request): {pairs - failed} stored "
+        f"({turned} cropped or turned), {failed} refused"
+    )
+    print(
+        f"time per pair upload: median {np.median(ms):.0f} ms, p95 {np.percentile(ms, 95):.0f} ms, "
+        f"max {ms.max():.0f} ms"
+    )
+    return failed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=200)
@@ -243,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
         help="OpenCV threads (default 1: a busy web server aligns one upload per core; 0: OpenCV's default)",
     )
     parser.add_argument("--upload", action="store_true", help="time the whole upload preparation instead")
+    parser.add_argument(
+        "--upload-api",
+        action="store_true",
+        help="time API pair uploads end to end instead (a scratch server)",
+    )
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -250,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.upload:
         bench_upload(min(args.pairs, 40), args.seed)
         return 0
+    if args.upload_api:
+        return 1 if bench_upload_api(min(args.pairs, 40), args.seed) else 0
     errors, seconds, failures = [], [], []
     for name, before, pair in generated_pairs(args.pairs, args.seed):
         started = time.perf_counter()
