@@ -13,13 +13,17 @@ train on them, each with rlcore.agent.finetune for the same budget and seed:
 * aligned: each pair uploaded through the service's own preparation (personalize.pairs.prepare_pair: the
   code every upload runs, rlcore.align to find the frame, the before's thumbnail cut from the region the
   after shows); pairs it refuses are left out, as the service would;
+* true frame: the before's thumbnail cut from the region the after truly shows (the generator's own
+  transform, through the same rlcore.align.warp_before), every pair kept: what a perfect alignment
+  would give, so that aligned - true frame is the cost of the estimate and true frame - clean the cost
+  of the cut itself (a part of each photo, a small re-encoded export);
 * clean: the pairs before any cut (exactly bench_quality's training pairs): the reference.
 
 Held-out pairs are always the quality benchmark's clean ones (the model is judged on how it edits new
 photos), scored as bench/bench_quality.py scores them: mean dE00 and gap closed = (no edit - model) /
 (no edit - optimum).
 
-    .venv/bin/python bench/bench_align_quality.py --quick   # 4 styles, 30 s, one seed (~5 min on 2 cores)
+    .venv/bin/python bench/bench_align_quality.py --quick   # 4 styles, 30 s, one seed (~3 min on 2 cores)
     .venv/bin/python bench/bench_align_quality.py           # every style, 60 s, seeds 0 and 1
 
 Prepared pairs are cached under var/bench-cache/pairs/, results written to var/bench_align_quality.json.
@@ -55,7 +59,7 @@ from rlcore.agent import PairSet, finetune  # noqa: E402
 from rlcore.imageio import thumbnail  # noqa: E402
 from rlcore.modelfile import BASE_MODEL_PATH, load_model, model_bytes  # noqa: E402
 
-VARIANTS = ("as_is", "aligned", "clean")
+VARIANTS = ("as_is", "aligned", "true_frame", "clean")
 CROP_AREA = (0.5, 0.9)  # of the before's area
 CUT_SEED = 15  # the cuts' random generator (the pairs themselves use bench_quality's DATA_SEED)
 QUICK_STYLES = ("bright_airy", "moody_matte", "clean_neutral", "rt_film_medium")
@@ -86,7 +90,7 @@ def cut_pairs(style: str, n: int) -> dict:
     Cached under var/: RawTherapee and the alignment take a while.
     """
     key = (
-        f"{style}|{n}|{bq.DATA_SEED}|{CUT_SEED}|{CROP_AREA}|{bench_pairs.WORK_SIDE}|{bench_pairs.MIN_AREA}|v1"
+        f"{style}|{n}|{bq.DATA_SEED}|{CUT_SEED}|{CROP_AREA}|{bench_pairs.WORK_SIDE}|{bench_pairs.MIN_AREA}|v2"
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     cached = bench_pairs.CACHE / f"cut-{style}-train-{n}-{digest}.npz"
@@ -99,20 +103,22 @@ def cut_pairs(style: str, n: int) -> dict:
     _django()
     from personalize.images import UploadError, inspect_bytes
     from personalize.pairs import prepare_pair
-    from rlcore.align import Alignment
+    from rlcore.align import Alignment, warp_before
 
     clean = bq._pairs(style, "train", n)  # bench_quality's own training pairs (the reference)
     befores, _ = bench_pairs.exports("train", n, bq.DATA_SEED)
     afters = bench_pairs.edit(style, befores)
     assert np.array_equal(np.stack([thumbnail(b) for b in befores]), clean.before), "exports changed"
     rng = np.random.default_rng(CUT_SEED)
-    as_is_after, aligned_before, aligned_after, errors, areas, turns, took = ([] for _ in range(7))
+    as_is_after, aligned_before, aligned_after, true_before = [], [], [], []
+    errors, areas, turns, took = [], [], [], []
     refused = []
     for i, (before, after) in enumerate(zip(befores, afters, strict=True)):
         cut = make_pair(
             rng, after, min_area=CROP_AREA[0], max_area=CROP_AREA[1], strength=0, retouch_chance=0
         )
         as_is_after.append(thumbnail(cut.after))
+        true_before.append(thumbnail(warp_before(before, cut.truth)))
         areas.append(cut.area)
         turns.append(cut.rotation_deg)
         started = time.perf_counter()
@@ -137,6 +143,8 @@ def cut_pairs(style: str, n: int) -> dict:
         "as_is_after": np.stack(as_is_after),
         "aligned_before": np.stack(aligned_before),
         "aligned_after": np.stack(aligned_after),
+        "true_frame_before": np.stack(true_before),
+        "true_frame_after": np.stack(as_is_after),
         "frame_error": np.array(errors),
         "area": np.array(areas),
         "rotation_deg": np.array(turns),
@@ -227,7 +235,6 @@ def run(styles: list[str], plan: bq.Plan, args) -> dict:
             "within_1pct": int((errors <= 0.01).sum()),
             "area_mean": float(cut["area"].mean()),
             "rotation_abs_mean": float(np.abs(cut["rotation_deg"]).mean()),
-            "prepare_ms_median": float(np.median(cut["prepare_seconds"]) * 1000),
         }
         rows.append(row)
     return {
@@ -245,9 +252,9 @@ def run(styles: list[str], plan: bq.Plan, args) -> dict:
 def table(result: dict) -> str:
     pct = bq._pct
     out = [
-        "| style | no edit | optimum | as is | aligned | clean | aligned - clean | as is - clean | "
-        "aligned pairs | frame error median / max |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| style | no edit | optimum | as is | aligned | true frame | clean | aligned - clean | "
+        "aligned - true frame | as is - clean | aligned pairs | frame error median / max |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         a = r["alignment"]
@@ -255,6 +262,7 @@ def table(result: dict) -> str:
         out.append(
             f"| {r['style']} | {r['no_edit']:.2f} | {r['optimum']:.2f} | {' | '.join(cells)} | "
             f"{100 * (r['aligned_gap_closed'] - r['clean_gap_closed']):+.1f} points | "
+            f"{100 * (r['aligned_gap_closed'] - r['true_frame_gap_closed']):+.1f} points | "
             f"{100 * (r['as_is_gap_closed'] - r['clean_gap_closed']):+.1f} points | "
             f"{r['aligned_pairs']} of {result['pairs']} | "
             f"{100 * a['frame_error_median']:.2f} % / {100 * a['frame_error_max']:.2f} % |"
@@ -279,6 +287,7 @@ def main(argv=None) -> int:
     p.add_argument("--pairs", type=int, default=bq.MAIN_PAIRS, help="training pairs per style")
     p.add_argument("--heldout", type=int, help="held-out pairs per style (default: the mode's)")
     p.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="processes")
+    p.add_argument("--seeds", help="fine-tuning seeds, comma-separated (default: the mode's)")
     p.add_argument("--seed", type=int, default=0, help="CMA-ES seed (the optimum's)")
     p.add_argument("--base", default=str(BASE_MODEL_PATH))
     p.add_argument("--out", default="var/bench_align_quality.json")
@@ -291,6 +300,7 @@ def main(argv=None) -> int:
             "budget_curve": (),
             "seconds": args.seconds if args.seconds is not None else plan.seconds,
             "heldout": args.heldout or plan.heldout,
+            "seeds": tuple(int(x) for x in args.seeds.split(",")) if args.seeds else plan.seeds,
         }
     )
     chosen = args.styles or (",".join(QUICK_STYLES) if args.quick else "all")
