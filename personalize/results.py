@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -29,6 +28,7 @@ from personalize.pairs import pair_alignment, pair_thumbnails
 from rlcore.agent import Config, train_val_split
 from rlcore.align import warp_before
 from rlcore.editor import ADJUSTMENTS, apply, apply_batch
+from rlcore.imageio import fit_within
 from rlcore.reward import mean_delta_e, srgb_to_lab
 
 # Longest side of the images the web app shows; photos are decoded at most twice this large (JPEG draft
@@ -97,15 +97,6 @@ def results_for(model: PersonalModel) -> Results:
     return Results(model=model, pairs=score_pairs(model, pairs), held_out=held_out)
 
 
-def _fit(image: np.ndarray, side: int) -> np.ndarray:
-    height, width = image.shape[:2]
-    if max(height, width) <= side:
-        return image
-    scale = side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
 def _decode(field: str, file_field, side: int) -> np.ndarray:
     with file_field.open("rb") as handle:
         return inspect_bytes(field, handle.read()).decode(max_side=side)
@@ -117,9 +108,9 @@ def preview(pair: Pair, which: str, model: PersonalModel | None = None) -> Image
     Raises UploadError if a stored photo can no longer be decoded.
     """
     if which == "after":
-        return Image.fromarray(_fit(_decode("after", pair.after, PREVIEW_SIDE), PREVIEW_SIDE))
+        return Image.fromarray(fit_within(_decode("after", pair.after, PREVIEW_SIDE), PREVIEW_SIDE))
     region = warp_before(_decode("before", pair.before, 2 * PREVIEW_SIDE), pair_alignment(pair))
-    region = _fit(region, PREVIEW_SIDE)
+    region = fit_within(region, PREVIEW_SIDE)
     if which == "model":
         before_thumb = pair_thumbnails(pair)[0]
         row = inference.personal_model(model).model.predict_thumbnails(before_thumb[None])[0]

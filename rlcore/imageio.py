@@ -27,7 +27,16 @@ from PIL import Image, ImageCms, ImageOps
 
 from rlcore.editor import apply_tiled
 
-__all__ = ["THUMB_SIZE", "thumbnail", "load_image", "load_full", "save_image", "edit_file", "SRGB_ICC"]
+__all__ = [
+    "THUMB_SIZE",
+    "thumbnail",
+    "load_image",
+    "load_full",
+    "save_image",
+    "edit_file",
+    "fit_within",
+    "SRGB_ICC",
+]
 
 THUMB_SIZE = 64
 SRGB_ICC: bytes = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -228,7 +237,7 @@ def _write(dst: str | os.PathLike | BinaryIO, data: bytes) -> None:
         dst.write(data)
 
 
-def _fit(pixels: np.ndarray, max_size: int) -> np.ndarray:
+def fit_within(pixels: np.ndarray, max_size: int) -> np.ndarray:
     """Box-filter so the longest side is at most max_size (edits are pointwise, so before or after
     editing gives the same colours; before is cheaper)."""
     h, w = pixels.shape[:2]
@@ -256,7 +265,7 @@ def edit_file(
     if format is None and isinstance(dst, str | os.PathLike):
         format = _FORMATS.get(os.fspath(dst).rsplit(".", 1)[-1].lower())
     fmt = (format or loaded.format or "JPEG").upper()
-    pixels = loaded.pixels if max_size is None else _fit(loaded.pixels, max_size)
+    pixels = loaded.pixels if max_size is None else fit_within(loaded.pixels, max_size)
     del loaded.pixels
     edited = apply_tiled(pixels, adjustments)
     del pixels
