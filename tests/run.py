@@ -55,7 +55,9 @@ def import_contracts_kept() -> bool:
             "[tests] FAILED: the import contracts in pyproject.toml ([tool.importlinter]) are broken, see "
             "above. Dependencies point one way: workers -> personalize -> rlcore; personalize reaches "
             "workers only through the Celery app (workers.celery: send tasks by name), rlcore imports "
-            "nothing of ours. Move the import, do not loosen the contract (docs/architecture.md).",
+            "nothing of ours; inside rlcore, cli -> prior -> agent -> modelfile -> networks -> features "
+            "-> operations, and a new rlcore module must be given a layer (rlcore-layers). Move the "
+            "import, do not loosen the contract (docs/architecture.md).",
             file=sys.stderr,
         )
     return code == 0
