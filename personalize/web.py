@@ -250,7 +250,7 @@ def pairs_match(request):
     """Which of a dropped folder's files make pairs, by name, as a bulk zip's are matched (no upload yet)."""
     try:
         names = json.loads(request.body or b"{}").get("names")
-    except (json.JSONDecodeError, AttributeError):
+    except (ValueError, AttributeError):  # not JSON (or not UTF-8), or not an object
         names = None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         return JsonResponse({"errors": ['expected JSON {"names": [file paths]}']}, status=400)

@@ -261,9 +261,10 @@ def test_folder_matching_gives_the_zip_rules_reasons(alice):
         reverse("web:pairs-match"), {"names": ["../before/x.jpg"]}, content_type="application/json"
     )
     assert refused.status_code == 400 and "unsafe path" in refused.json()["errors"][0]
-    assert (
-        alice.post(reverse("web:pairs-match"), "nonsense", content_type="application/json").status_code == 400
-    )
+    for body in ("nonsense", b"\x80\xff not UTF-8", '["a list"]', '{"names": ["ok.jpg", 3]}'):
+        refused = alice.post(reverse("web:pairs-match"), body, content_type="application/json")
+        assert refused.status_code == 400, body
+        assert refused.json()["errors"] == ['expected JSON {"names": [file paths]}']
 
 
 def test_upload_gives_the_api_reason_and_stores_nothing_for_a_bad_file(alice, media_root):
