@@ -861,6 +861,16 @@ def test_predict_prints_sliders_writes_xmp_and_renders(run, env, tmp_path):
     assert rendered == record["adjustments"]
 
 
+def test_predict_with_render_writes_the_sidecars_into_out(run, env, tmp_path):
+    image = photo(tmp_path / "shoot" / "IMG_0001.jpg")
+    sidecars, renders = tmp_path / "sidecars", tmp_path / "renders"
+    code, _, err = run("predict", image, "--xmp", "--out", sidecars, "--render", renders)
+    assert code == 0, err
+    assert "Exposure2012" in (sidecars / "IMG_0001.xmp").read_text()
+    assert not image.with_suffix(".xmp").exists()
+    assert [p.name for p in renders.iterdir()] == ["IMG_0001.jpg"]
+
+
 def test_predict_a_folder_and_name_clashes_in_renders(run, env, tmp_path):
     photo(tmp_path / "shoot" / "a.jpg")
     photo(tmp_path / "shoot" / "a.png")

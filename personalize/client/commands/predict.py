@@ -45,6 +45,7 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     if args.xmp and not args.render:
         return predict_shoot(args, settings, images)
     out_dir = output_folder(args.render)
+    sidecar_dir = output_folder(args.out)
     client = settings.client()
     failures = 0
     rendered_names: set[str] = set()
@@ -55,10 +56,10 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
             model = result.get("model") or {}
             record = {"image": str(image), "adjustments": adjustments, "model": model}
             if args.xmp:
-                sidecar = image.with_suffix(".xmp")
+                sidecar = (sidecar_dir or image.parent) / f"{image.stem}.xmp"
                 if sidecar.exists() and not args.overwrite:
                     raise FileExistsError(f"{sidecar} exists (pass --overwrite to replace it)")
-                sidecar.write_text(client.predict_xmp(image, strength=args.strength), encoding="utf-8")
+                shoot.write_atomically(sidecar, client.predict_xmp(image, strength=args.strength))
                 record["xmp"] = str(sidecar)
             if out_dir is not None:
                 # The sliders just printed, already scaled by --strength: render them at strength 1.
