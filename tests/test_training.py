@@ -144,6 +144,36 @@ def test_failed_publish_leaves_no_file_and_no_row(editor, media_root, monkeypatc
     assert media_files(media_root, "models/**/*") == []
 
 
+def test_a_failed_clean_up_of_an_unpublished_model_does_not_hide_why_publishing_failed(
+    editor, media_root, monkeypatch, caplog, settings
+):
+    from django.core.files.storage import default_storage
+
+    settings.MIN_PAIRS_FOR_TRAINING = 0
+    job = create_job(editor, seconds=2)
+
+    def broken_update_or_create(*args, **kwargs):
+        raise RuntimeError("database refused the write")
+
+    class DeleteFails:
+        """Media storage that saves but cannot delete (an outage that began mid-publish)."""
+
+        def __getattr__(self, name):
+            return getattr(default_storage, name)
+
+        def delete(self, name):
+            raise OSError("storage unavailable")
+
+    monkeypatch.setattr(EditorProfile.objects, "update_or_create", broken_update_or_create)
+    monkeypatch.setattr(training, "default_storage", DeleteFails())
+    with pytest.raises(RuntimeError, match="database refused the write"):
+        publish_fake_model(job)
+    assert not PersonalModel.objects.exists()
+    # The file stays, an orphan for clean_orphan_files; the failed delete is logged.
+    [orphan] = media_files(media_root, "models/**/*")
+    assert any(orphan in r.getMessage() and "storage unavailable" in r.getMessage() for r in caplog.records)
+
+
 def test_sweeper_requeues_stale_jobs_and_fails_exhausted_ones(editor, settings):
     settings.JOB_MAX_ATTEMPTS = 2
     add_pairs(editor, 4)

@@ -193,7 +193,12 @@ def publish(
             active=active,
         )
     except BaseException:
-        default_storage.delete(name)
+        # Best effort: a failed delete must not hide why publishing failed. The file is then an orphan,
+        # which clean_orphan_files removes.
+        try:
+            default_storage.delete(name)
+        except Exception as exc:
+            log.warning("job %s: could not delete the unpublished model file %s (%s)", job.pk, name, exc)
         raise
 
 
