@@ -6,6 +6,7 @@ killed mid-import) and the command-line client against the live server.
 
 import io
 import json
+import zipfile
 from datetime import timedelta
 
 import pytest
@@ -193,6 +194,95 @@ def test_transient_errors_are_retried_by_celery_and_each_retry_resumes_at_the_cu
     row = PairImport.objects.get(pk=import_id)
     assert row.attempts == 3 and row.done == 3 and [p["name"] for p in row.stored] == ["p00", "p01", "p02"]
     assert Pair.objects.count() == 3
+
+
+def fail_writes(monkeypatch, when) -> list[str]:
+    """Media storage's writes raise OSError when `when(name)` (an outage); returns the names refused."""
+    from django.core.files.storage import storages
+
+    storage_class = type(storages["default"])
+    real_save = storage_class._save
+    refused = []
+
+    def save(storage, name, content):
+        if when(name):
+            refused.append(name)
+            raise OSError(f"storage unavailable: {name}")
+        return real_save(storage, name, content)
+
+    monkeypatch.setattr(storage_class, "_save", save)
+    return refused
+
+
+def test_a_pair_that_cannot_be_stored_is_retried_from_that_pair(alice, media_root, monkeypatch):
+    from workers.tasks import run_pair_import
+
+    import_id = post_zip(alice, shoot(3)).json()["id"]
+    # The second pair's after thumbnail, once: its before, after and before thumbnail are already written.
+    refused = fail_writes(
+        monkeypatch,
+        lambda name: name.endswith("after_thumb.png") and Pair.objects.count() == 1 and not refused,
+    )
+    assert run_pair_import.apply(args=(import_id,)).get() == "succeeded"
+    assert len(refused) == 1
+    row = PairImport.objects.get(pk=import_id)
+    assert row.status == "succeeded" and row.error == "" and row.attempts == 2
+    assert [p["name"] for p in row.stored] == ["p00", "p01", "p02"] and row.skipped == []
+    assert Pair.objects.count() == 3 and pair_files_have_rows(media_root)
+
+
+def test_a_pair_never_stored_fails_the_import_at_its_attempt_limit_saying_so(
+    alice, media_root, monkeypatch, settings
+):
+    from workers.tasks import run_pair_import
+
+    import_id = post_zip(alice, shoot(2)).json()["id"]
+    refused = fail_writes(monkeypatch, lambda name: Pair.objects.count() == 1)
+    assert run_pair_import.apply(args=(import_id,)).get() == "failed"
+    row = PairImport.objects.get(pk=import_id)
+    assert row.status == "failed" and row.attempts == settings.JOB_MAX_ATTEMPTS == len(refused)
+    assert "the pair 'p01' could not be stored (OSError: storage unavailable" in row.error
+    assert "zip" not in row.error
+    assert [p["name"] for p in row.stored] == ["p00"] and pair_files_have_rows(media_root)
+
+
+class ReadsFail(io.BytesIO):
+    """A stored zip whose directory reads but whose entries' data does not (storage failing mid-read)."""
+
+    def __init__(self, data: bytes):
+        super().__init__(data)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            self.data_end = archive.start_dir
+
+    def read(self, size=-1):
+        if self.tell() < self.data_end:
+            raise OSError("connection reset while reading")
+        return super().read(size)
+
+
+@pytest.mark.parametrize("point", ["open", "read"])
+def test_a_stored_zip_that_cannot_be_read_fails_the_import_saying_so(alice, media_root, monkeypatch, point):
+    from workers import imports as worker_imports
+
+    import_id = post_zip(alice, shoot(2)).json()["id"]
+
+    class Storage:
+        def __getattr__(self, name):
+            return getattr(default_storage, name)
+
+        def open(self, name, mode="rb"):
+            with default_storage.open(name, mode) as handle:
+                data = handle.read()
+            if point == "open":
+                raise FileNotFoundError(f"no such file: {name}")
+            return ReadsFail(data)
+
+    monkeypatch.setattr(worker_imports, "default_storage", Storage())
+    assert run_import(import_id) == "failed"
+    row = PairImport.objects.get(pk=import_id)
+    assert row.error.startswith("the stored zip cannot be read (")
+    assert ("no such file" if point == "open" else "connection reset while reading") in row.error
+    assert row.status == "failed" and row.done == 0 and Pair.objects.count() == 0
 
 
 def test_a_pair_recorded_by_another_delivery_is_not_stored_twice(alice, media_root):

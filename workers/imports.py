@@ -21,9 +21,24 @@ from personalize.images import UploadError
 from personalize.jobs import LeaseLost
 from personalize.models import Pair, PairImport
 from personalize.pairs import import_bulk_item, open_bulk_zip, plan_bulk_zip
-from workers.training import TRANSIENT_ERRORS, new_lease_owner
+from workers.training import TRANSIENT_ERRORS, StorageUnavailable, new_lease_owner
 
 log = logging.getLogger(__name__)
+
+
+def store_item(owner, archive, item, tags, record) -> None:
+    """import_bulk_item, with storing a pair told apart from reading the zip.
+
+    Reading the zip's entries raises UploadError (personalize.pairs turns zipfile's OSError into one), so
+    an OSError out of here is media storage failing to write the pair's files (none of them is kept):
+    StorageUnavailable, which the task retries from this pair on.
+    """
+    try:
+        import_bulk_item(owner, archive, item, tags, record)
+    except OSError as exc:
+        raise StorageUnavailable(
+            f"the pair '{item.name}' could not be stored ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def run_import(import_id: int) -> str:
@@ -41,7 +56,7 @@ def run_import(import_id: int) -> str:
             items, _ = plan_bulk_zip(archive)  # the plan the request made: same zip, same order
             for index in range(row.done, len(items)):
                 record = partial(imports.record_item, import_id, owner, index)
-                import_bulk_item(row.owner, archive, items[index], row.tags, record)
+                store_item(row.owner, archive, items[index], row.tags, record)
         imports.succeed(import_id, owner)
     except LeaseLost:
         log.warning("import %s: lease lost, leaving it to its new owner", import_id)
@@ -56,7 +71,8 @@ def run_import(import_id: int) -> str:
             raise
         return "failed" if status else "lease lost"
     except (UploadError, OSError) as exc:
-        # The zip was checked when it arrived: one that cannot be read now was lost or damaged in storage.
+        # Only reading the zip gets here (store_item answers a failed write with StorageUnavailable). The
+        # zip was checked when it arrived: one that cannot be read now was lost or damaged in storage.
         reason = exc.reason if isinstance(exc, UploadError) else str(exc)
         imports.fail(import_id, owner, f"the stored zip cannot be read ({reason})")
         return "failed"

@@ -43,8 +43,15 @@ from rlcore.modelfile import ModelFormatError, model_bytes
 
 log = logging.getLogger(__name__)
 
-# Database or broker blips: the task retries them (workers/tasks.py). Everything else is a bug or bad data.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, RedisConnectionError)
+
+class StorageUnavailable(Exception):
+    """Media storage failed a write that the task can simply make again (workers/imports.py raises it when a
+    pair's files cannot be stored): retried like a database blip, within the row's attempts."""
+
+
+# Database, broker or storage blips: the task retries them (workers/tasks.py). Everything else is a bug or
+# bad data.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, RedisConnectionError, StorageUnavailable)
 
 Status = TrainingJob.Status
 MILESTONES = (0.25, 0.5, 0.75)
