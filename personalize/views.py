@@ -5,6 +5,7 @@ exactly like an id that does not exist.
 """
 
 import io
+import logging
 import time
 
 from django.core.files.storage import default_storage
@@ -14,7 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,6 +27,8 @@ from personalize.models_ops import activate_model, log_prediction, log_predictio
 from personalize.throttles import PhotoThrottle, ScopedThrottle
 from rlcore.imageio import THUMB_SIZE, edit_file
 from rlcore.xmp import to_xmp
+
+log = logging.getLogger(__name__)
 
 NOT_FOUND = OpenApiResponse(serializers.ErrorSerializer, description="no such object among yours")
 BAD_REQUEST = OpenApiResponse(description="validation errors: {field: [reason]} or {detail: reason}")
@@ -337,7 +340,11 @@ class ModelDownloadView(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: NOT_FOUND})
     def get(self, request, pk):
         model = get_object_or_404(own_models(request.user), pk=pk)
-        handle = default_storage.open(model.file, "rb")
+        try:
+            handle = default_storage.open(model.file, "rb")
+        except FileNotFoundError as exc:  # deleted out of band, or a storage outage answering so
+            log.warning("model %s: its file %s is missing from storage (%s)", model.pk, model.file, exc)
+            raise NotFound("the model file is missing from storage") from exc
         filename = f"personal-model-{request.user.username}-v{model.version}.pt"
         return FileResponse(
             handle, as_attachment=True, filename=filename, content_type="application/octet-stream"

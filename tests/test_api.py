@@ -688,6 +688,22 @@ def test_isolation_every_endpoint_answers_404_for_another_editors_ids(alice, bob
     assert alice.get(f"/api/v1/models/{model_id}/download").status_code == 200
 
 
+def test_a_model_file_missing_from_storage_answers_404_in_words(alice, settings, caplog):
+    from django.core.files.storage import default_storage
+
+    from tests.test_training import publish_fake_model
+
+    settings.MIN_PAIRS_FOR_TRAINING = 1
+    add_pairs(alice, 1)
+    job_id = alice.post("/api/v1/jobs", {"seconds": 5}, format="json").json()["id"]
+    model = publish_fake_model(TrainingJob.objects.get(pk=job_id))
+    default_storage.delete(model.file)  # deleted out of band
+    response = alice.get(f"/api/v1/models/{model.pk}/download")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "the model file is missing from storage"}
+    assert any(r.levelname == "WARNING" and model.file in r.getMessage() for r in caplog.records)
+
+
 def test_upload_throttle(settings, alice):
     from django.core.cache import cache
 
