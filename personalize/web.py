@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 from functools import wraps
 from pathlib import PurePosixPath
@@ -51,6 +52,8 @@ from personalize.views import (
 )
 from rlcore.editor import ADJUSTMENTS
 from rlcore.xmp import to_xmp
+
+log = logging.getLogger(__name__)
 
 PAIRS_PER_PAGE = 24
 RESULTS_PER_PAGE = 12
@@ -159,11 +162,15 @@ def jpeg_response(image, max_age: int = 0) -> HttpResponse:
 
 def preview_response(pair, which: str, model=None) -> HttpResponse:
     """One of a pair's larger images (results.preview) as JPEG, kept a day: a pair's photos and a model's
-    edit of them never change. 410 in words when the stored photo can no longer be read."""
+    edit of them never change. 410 in words when the stored photo can no longer be read, 404 in words when
+    a file it needs is missing from storage (deleted out of band, or a storage outage answering so)."""
     try:
         image = results.preview(pair, which, model)
     except UploadError as exc:
         return JsonResponse({"errors": [exc.reason]}, status=410)
+    except FileNotFoundError as exc:
+        log.warning("pair %s: a file of its %s image is missing from storage (%s)", pair.pk, which, exc)
+        return JsonResponse({"errors": ["a file of this image is missing from storage"]}, status=404)
     return jpeg_response(image, max_age=86400)
 
 
@@ -425,7 +432,11 @@ def results_page(request):
     else:
         model = models.filter(pk=active_model_id(request.user)).first()
     worst_first = request.GET.get("order") == "worst"
-    report = results.results_for(model) if model is not None else None
+    try:
+        report = results.results_for(model) if model is not None else None
+    except FileNotFoundError as exc:  # the model's file or a pair's thumbnail, deleted out of band
+        log.warning("model %s: a file its results need is missing from storage (%s)", model.pk, exc)
+        raise Http404("a file of this model or of its pairs is missing from storage") from exc
     rows = []
     if report is not None:
         rows = list(reversed(report.pairs)) if worst_first else report.pairs

@@ -431,6 +431,40 @@ def test_results_show_the_held_out_pairs_before_model_and_own_edit(alice, settin
     assert "can no longer be named" in response.content.decode()
 
 
+def test_files_missing_from_storage_answer_404_in_words(alice, settings, caplog):
+    from django.core.files.storage import default_storage
+
+    from personalize import inference, results
+
+    settings.MIN_PAIRS_FOR_TRAINING = 4
+    owner = user("alice")
+    model = published_model(owner, pairs=4)
+    scored = results.held_out_pairs(model)[0][0]  # a pair the results page scores
+    photo, intact = Pair.objects.filter(owner=owner).exclude(pk=scored.pk).order_by("id")[:2]
+    missing = {"errors": ["a file of this image is missing from storage"]}
+
+    # Deleted out of band: the photo behind a pair's image ...
+    default_storage.delete(photo.before.name)
+    image = alice.get(reverse("web:pair-image", args=[photo.pk, "before"]))
+    assert image.status_code == 404 and image.json() == missing
+    assert alice.get(reverse("web:pair-image", args=[photo.pk, "after"])).status_code == 200
+    # ... a pair's thumbnail (the model's edit of it, and the results page, which scores it) ...
+    default_storage.delete(scored.before_thumb.name)
+    image = alice.get(reverse("web:result-image", args=[model.pk, scored.pk, "model"]))
+    assert image.status_code == 404 and image.json() == missing
+    page = alice.get(reverse("web:results") + f"?model={model.pk}")
+    assert page.status_code == 404 and "Not found" in page.content.decode()
+    # ... and the model's file.
+    default_storage.delete(model.file)
+    inference.cache.clear()
+    image = alice.get(reverse("web:result-image", args=[model.pk, intact.pk, "model"]))
+    assert image.status_code == 404 and image.json() == missing
+
+    warnings = [r.getMessage() for r in caplog.records if r.name == "personalize.web"]
+    for name in (photo.before.name, scored.before_thumb.name, model.file):
+        assert any(name in w for w in warnings), name
+
+
 # --- try a photo -------------------------------------------------------------------------------------------
 
 
