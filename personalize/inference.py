@@ -7,6 +7,7 @@ by model id, so nothing is read from disk per request in steady state.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
+from rest_framework.exceptions import APIException
 
 from personalize.images import UploadError, read_preview
 from personalize.models import EditorProfile, PersonalModel
@@ -84,10 +86,28 @@ def base_model() -> ServedModel:
     return cache.get(("base", path), load)
 
 
+log = logging.getLogger(__name__)
+
+
+class ModelFileMissing(APIException):
+    """The editor's active model has no file in storage (deleted out of band, or a storage outage that
+    answers so). 503, not the base model's sliders: a client asked for this editor's style."""
+
+    status_code = 503
+    default_detail = (
+        "the active model's file is missing from storage: activate another version or train again"
+    )
+    default_code = "model_file_missing"
+
+
 def personal_model(row: PersonalModel) -> ServedModel:
     def load():
-        with default_storage.open(row.file, "rb") as handle:
-            return ServedModel("personal", row.pk, row.version, load_model(handle.read()))
+        try:
+            with default_storage.open(row.file, "rb") as handle:
+                return ServedModel("personal", row.pk, row.version, load_model(handle.read()))
+        except FileNotFoundError as exc:
+            log.warning("model %s: its file %s is missing from storage", row.pk, row.file)
+            raise ModelFileMissing() from exc
 
     return cache.get(("personal", row.pk, row.sha256), load)
 

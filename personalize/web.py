@@ -30,9 +30,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 
-from personalize import jobs, pairs, results, serializers
+from personalize import inference, jobs, pairs, results, serializers
 from personalize.images import UploadError
 from personalize.models import PairTag
 from personalize.throttles import ScopedThrottle
@@ -125,7 +125,8 @@ def endpoint(view):
 
 def action(scope: str):
     """For an endpoint that calls one of the API's actions: the API's throttle for `scope` (429 in words),
-    and the action's ValidationError answered as 400 {"errors": [reasons]}, as the API refuses it."""
+    and the action's refusal (a ValidationError: 400) answered as {"errors": [reasons]} with the status the
+    API gives it."""
 
     def decorate(view):
         @wraps(view)
@@ -135,8 +136,8 @@ def action(scope: str):
                 return refused
             try:
                 return view(request, *args, **kwargs)
-            except ValidationError as exc:
-                return JsonResponse({"errors": reasons(exc.detail)}, status=400)
+            except APIException as exc:  # ValidationError (400) and the services' other refusals
+                return JsonResponse({"errors": reasons(exc.detail)}, status=exc.status_code)
 
         return wrapped
 
@@ -168,8 +169,9 @@ def preview_response(pair, which: str, model=None) -> HttpResponse:
         image = results.preview(pair, which, model)
     except UploadError as exc:
         return JsonResponse({"errors": [exc.reason]}, status=410)
-    except FileNotFoundError as exc:
-        log.warning("pair %s: a file of its %s image is missing from storage (%s)", pair.pk, which, exc)
+    except (FileNotFoundError, inference.ModelFileMissing) as exc:
+        cause = exc.__cause__ or exc  # the missing file's name, for the log only
+        log.warning("pair %s: a file of its %s image is missing from storage (%s)", pair.pk, which, cause)
         return JsonResponse({"errors": ["a file of this image is missing from storage"]}, status=404)
     return jpeg_response(image, max_age=86400)
 
@@ -434,8 +436,9 @@ def results_page(request):
     worst_first = request.GET.get("order") == "worst"
     try:
         report = results.results_for(model) if model is not None else None
-    except FileNotFoundError as exc:  # the model's file or a pair's thumbnail, deleted out of band
-        log.warning("model %s: a file its results need is missing from storage (%s)", model.pk, exc)
+    except (FileNotFoundError, inference.ModelFileMissing) as exc:  # deleted out of band
+        cause = exc.__cause__ or exc  # the missing file's name, for the log only
+        log.warning("model %s: a file its results need is missing from storage (%s)", model.pk, cause)
         raise Http404("a file of this model or of its pairs is missing from storage") from exc
     rows = []
     if report is not None:

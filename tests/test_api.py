@@ -704,6 +704,37 @@ def test_a_model_file_missing_from_storage_answers_404_in_words(alice, settings,
     assert any(r.levelname == "WARNING" and model.file in r.getMessage() for r in caplog.records)
 
 
+def test_an_active_model_whose_file_is_missing_answers_503_in_words_not_the_base(alice, settings, caplog):
+    """A client asked for this editor's style: the base model's sliders would be a silent wrong answer."""
+    from django.contrib.auth.models import User
+    from django.core.files.storage import default_storage
+
+    from personalize import inference
+    from personalize.models_ops import activate_model
+    from tests.test_training import publish_fake_model
+
+    settings.MIN_PAIRS_FOR_TRAINING = 1
+    add_pairs(alice, 1)
+    job_id = alice.post("/api/v1/jobs", {"seconds": 5}, format="json").json()["id"]
+    model = publish_fake_model(TrainingJob.objects.get(pk=job_id))
+    activate_model(User.objects.get(username="alice"), model)
+    default_storage.delete(model.file)  # deleted out of band
+    inference.cache.clear()
+    image = encode(crop(photo("chelsea"), 8))
+    single = alice.post("/api/v1/predict", {"image": SimpleUploadedFile("x.jpg", image)}, format="multipart")
+    preview = io.BytesIO()
+    Image.fromarray(crop(photo("chelsea"), 8)).resize((64, 64)).save(preview, format="PNG")
+    batch = alice.post(
+        "/api/v1/predict/batch",
+        {"previews": [SimpleUploadedFile("x.png", preview.getvalue())]},
+        format="multipart",
+    )
+    for response in (single, batch):
+        assert response.status_code == 503, response.content
+        assert "missing from storage" in response.json()["detail"]
+    assert any(r.levelname == "WARNING" and model.file in r.getMessage() for r in caplog.records)
+
+
 def test_upload_throttle(settings, alice):
     from django.core.cache import cache
 

@@ -468,6 +468,22 @@ def test_files_missing_from_storage_answer_404_in_words(alice, settings, caplog)
 # --- try a photo -------------------------------------------------------------------------------------------
 
 
+def test_try_a_photo_says_in_words_when_the_active_model_file_is_missing(alice, settings):
+    from django.core.files.storage import default_storage
+
+    from personalize import inference
+
+    settings.MIN_PAIRS_FOR_TRAINING = 4
+    model = published_model(user("alice"), pairs=4)
+    assert user("alice").editor_profile.active_model_id == model.pk
+    default_storage.delete(model.file)
+    inference.cache.clear()
+    jpeg = encode(photo("coffee"), quality=90)
+    response = alice.post(reverse("web:try-predict"), {"image": SimpleUploadedFile("c.jpg", jpeg)})
+    assert response.status_code == 503
+    assert "missing from storage" in response.json()["errors"][0]
+
+
 def test_try_a_photo_predict_render_at_strengths_and_xmp(alice):
     jpeg = encode(photo("coffee"), quality=90)
     predicted = alice.post(reverse("web:try-predict"), {"image": SimpleUploadedFile("c.jpg", jpeg)})
