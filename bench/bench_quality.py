@@ -166,7 +166,13 @@ def config(overrides, **fixed) -> Config:
         key, _, value = item.partition("=")
         if not hasattr(cfg, key):
             raise SystemExit(f"--config: Config has no field {key!r}")
-        setattr(cfg, key, type(getattr(cfg, key))(value))
+        current = getattr(cfg, key)
+        if isinstance(current, bool):  # bool("False") is True: parse the word
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise SystemExit(f"--config {key}: expected true or false, got {value!r}")
+            setattr(cfg, key, value.lower() in ("true", "1"))
+        else:
+            setattr(cfg, key, type(current)(value))
     for key, value in fixed.items():
         setattr(cfg, key, value)
     return cfg
