@@ -305,13 +305,7 @@ def main(argv=None) -> int:
     )
     chosen = args.styles or (",".join(QUICK_STYLES) if args.quick else "all")
     wanted = list(bench_pairs.STYLES) if chosen == "all" else chosen.split(",")
-    styles = []
-    for style in wanted:
-        why = bench_pairs.missing(style)
-        if why:
-            print(f"SKIPPED style {style}: {why}", file=sys.stderr)
-        else:
-            styles.append(style)
+    styles = bq.runnable(wanted)
     if not styles:
         p.error("no style can be run here")
     photos.fetch()

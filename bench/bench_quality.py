@@ -520,6 +520,18 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def runnable(wanted: list[str]) -> list[str]:
+    """The styles that can be made here; each other one is named on stderr with the reason."""
+    styles = []
+    for style in wanted:
+        why = bench_pairs.missing(style)
+        if why:
+            print(f"SKIPPED style {style}: {why}", file=sys.stderr)
+        else:
+            styles.append(style)
+    return styles
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="the day-to-day mode: 30 s, one seed, no curves")
@@ -555,13 +567,7 @@ def main(argv=None) -> int:
         plan = Plan(**{**asdict(plan), "seconds": args.seconds})
     config(args.config)  # refuse unknown --config fields before any work
     wanted = list(bench_pairs.STYLES) if args.styles == "all" else args.styles.split(",")
-    styles = []
-    for style in wanted:
-        why = bench_pairs.missing(style)
-        if why:
-            print(f"SKIPPED style {style}: {why}", file=sys.stderr)
-        else:
-            styles.append(style)
+    styles = runnable(wanted)
     if not styles:
         p.error("no style can be run here")
     photos.fetch()
