@@ -1,0 +1,52 @@
+"""The full-file prediction path's costs outside the decode (issue 16): what was cut, and that it stays cut."""
+
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import ROOT
+
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+# A prediction's large buffers, roughly: the multipart copy and the bytes of a 2.2 MB upload, twice, and the
+# decoder's 1/8-scale images. Allocated and freed once per "request".
+FAULTS_PER_REQUEST = textwrap.dedent(
+    """
+    import resource
+    import personalize.wsgi  # noqa: F401 (what every web process imports)
+
+    def request():
+        buffers = [bytearray(2_200_000) for _ in range(4)] + [bytearray(750_000) for _ in range(3)]
+        del buffers
+
+    request()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):
+        request()
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
+    """
+)
+
+
+def _faults_per_request(**env) -> float:
+    result = subprocess.run(
+        [sys.executable, "-c", FAULTS_PER_REQUEST],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "personalize.settings", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(result.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not GLIBC, reason="the allocator settings are glibc's")
+def test_web_processes_reuse_freed_buffers_instead_of_faulting_them_in_per_request():
+    """personalize.wsgi keeps freed memory in the process (personalize/malloc.py): with glibc's defaults the
+    same buffers are handed back to the kernel and page-faulted in again on every request."""
+    assert _faults_per_request() < 10
+    assert _faults_per_request(PERSONALIZE_MALLOC_TUNING="0") > 1000
