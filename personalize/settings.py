@@ -113,9 +113,17 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Web, worker and beat share one SQLite file locally: wait for locks instead of failing at once.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Web, worker and beat share one SQLite file locally: wait for locks instead of failing at once. In WAL
+    # mode readers never wait for the writer, and a commit appends to the log instead of writing, syncing
+    # and deleting a rollback journal (synchronous=NORMAL: an application crash loses nothing committed,
+    # an OS crash at most the last commits, and the file is never corrupted). Connections are kept like
+    # PostgreSQL's: a new one per request re-read the schema and, as the last one to close, checkpointed
+    # the log every time (together ~2 ms of every prediction's CPU).
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
