@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import connections, router
 from rest_framework.exceptions import APIException
 
 from personalize.images import UploadError, read_preview
@@ -112,14 +113,34 @@ def personal_model(row: PersonalModel) -> ServedModel:
     return cache.get(("personal", row.pk, row.sha256), load)
 
 
-def model_for(user) -> ServedModel:
-    """The editor's active personal model, else the shared base model."""
-    active = (
-        PersonalModel.objects.filter(pk=EditorProfile.objects.filter(user=user).values("active_model")[:1])
-        .only("id", "version", "file", "sha256")
-        .first()
+_ACTIVE_MODEL_FIELDS = ("id", "version", "file", "sha256")
+
+
+def _active_model_sql(connection) -> str:
+    """One indexed join: the editor's profile row (unique per user) and the model it points to, if any."""
+    qn = connection.ops.quote_name
+    profile, model = EditorProfile._meta, PersonalModel._meta
+    columns = ", ".join(f"m.{qn(model.get_field(name).column)}" for name in _ACTIVE_MODEL_FIELDS)
+    return (
+        f"SELECT {columns} FROM {qn(profile.db_table)} p INNER JOIN {qn(model.db_table)} m "
+        f"ON m.{qn(model.pk.column)} = p.{qn(profile.get_field('active_model').column)} "
+        f"WHERE p.{qn(profile.get_field('user').column)} = %s"
     )
-    return personal_model(active) if active else base_model()
+
+
+def model_for(user) -> ServedModel:
+    """The editor's active personal model, else the shared base model.
+
+    Read on every prediction, so written as the one SQL statement it is: the ORM's building and compiling
+    of the same query cost ~1 ms of a full-file prediction's CPU, 50 times the query itself.
+    """
+    connection = connections[router.db_for_read(PersonalModel)]
+    with connection.cursor() as cursor:
+        cursor.execute(_active_model_sql(connection), [user.pk])
+        row = cursor.fetchone()
+    if row is None:
+        return base_model()
+    return personal_model(PersonalModel.from_db(connection.alias, _ACTIVE_MODEL_FIELDS, row))
 
 
 def scale(adjustments: dict[str, int], strength: float) -> dict[str, int]:

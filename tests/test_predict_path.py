@@ -66,3 +66,42 @@ def test_sqlite_commits_append_to_a_write_ahead_log_and_connections_are_kept(set
         cursor.execute("PRAGMA synchronous")
         assert cursor.fetchone()[0] == 1  # NORMAL
     assert settings.DATABASES["default"]["CONN_MAX_AGE"] > 0
+
+
+@pytest.mark.django_db
+def test_the_model_lookup_is_one_query_answering_as_the_orm_would(monkeypatch):
+    """model_for is hand-written SQL (the ORM's building of it cost ~1 ms a prediction): the same answers."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from personalize import inference
+    from personalize.accounts import create_or_get_editor
+    from personalize.models import EditorProfile, PersonalModel
+    from personalize.models_ops import activate_model
+
+    monkeypatch.setattr(inference, "personal_model", lambda row: row)  # the row found, not its file
+    (alice, _), (bob, _) = create_or_get_editor("alice"), create_or_get_editor("bob")
+
+    def lookup(user):
+        with CaptureQueriesContext(connection) as queries:
+            found = inference.model_for(user)
+        assert len(queries) == 1, queries.captured_queries
+        return found
+
+    assert lookup(alice).kind == "base"  # no profile yet
+    EditorProfile.objects.get_or_create(user=alice)
+    assert lookup(alice).kind == "base"  # a profile without an active model
+    models = [
+        PersonalModel.objects.create(
+            owner=user, version=1, file=f"m/{user}.pt", size_bytes=1, sha256="ab" * 32
+        )
+        for user in (alice, bob)
+    ]
+    activate_model(alice, models[0])
+    found = lookup(alice)
+    assert (found.pk, found.version, found.file, found.sha256) == (models[0].pk, 1, "m/alice.pt", "ab" * 32)
+    assert lookup(bob).kind == "base"  # alice's activation is hers alone
+    activate_model(bob, models[1])
+    assert lookup(bob).pk == models[1].pk and lookup(alice).pk == models[0].pk
+    models[0].delete()  # the pointer is set to NULL
+    assert lookup(alice).kind == "base"
