@@ -25,6 +25,7 @@ from personalize.images import PREVIEW_MAX_SIDE, UploadError, read_upload
 from personalize.models import EditorProfile, JobEvent, Pair, PairImport, PersonalModel, TrainingJob
 from personalize.models_ops import activate_model, log_prediction, log_predictions
 from personalize.throttles import PhotoThrottle, ScopedThrottle
+from personalize.uploads import SinglePhotoMultiPartParser
 from rlcore.imageio import THUMB_SIZE, edit_file
 from rlcore.xmp import to_xmp
 
@@ -362,7 +363,7 @@ def form_and_query(request) -> dict:
 
 
 class PredictView(APIView):
-    parser_classes = [MultiPartParser]
+    parser_classes = [SinglePhotoMultiPartParser]  # one pass over the body (personalize/uploads.py)
     throttle_classes = [ScopedThrottle]
     throttle_scope = "predictions"
 

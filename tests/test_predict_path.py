@@ -1,5 +1,6 @@
 """The full-file prediction path's costs outside the decode (issue 16): what was cut, and that it stays cut."""
 
+import functools
 import os
 import platform
 import subprocess
@@ -105,3 +106,150 @@ def test_the_model_lookup_is_one_query_answering_as_the_orm_would(monkeypatch):
     assert lookup(bob).pk == models[1].pk and lookup(alice).pk == models[0].pk
     models[0].delete()  # the pointer is set to NULL
     assert lookup(alice).kind == "base"
+
+
+# --- the single photo's form, read in one pass (personalize/uploads.py) ----------------------------------
+
+BOUNDARY = "7d1fbench"
+JPEG_LIKE = b"\xff\xd8" + bytes(range(256)) * 40 + b"--7d1fbenc\r\n--" + b"\xff\xd9"  # near-boundaries inside
+
+
+def _part(
+    name: str, content: bytes, filename: str | None = None, *headers: str, eol: bytes = b"\r\n"
+) -> bytes:
+    disposition = f'Content-Disposition: form-data; name="{name}"'
+    if filename is not None:
+        disposition += f'; filename="{filename}"'
+    head = "\r\n".join([disposition, *headers]).encode()
+    return b"--" + BOUNDARY.encode() + b"\r\n" + head + b"\r\n\r\n" + content + eol
+
+
+def _form(*parts: bytes, closing: bytes = b"--\r\n") -> bytes:
+    return b"".join(parts) + b"--" + BOUNDARY.encode() + closing
+
+
+PLAIN_FORMS = {
+    "the photo alone": _form(_part("image", JPEG_LIKE, "photo.jpg", "Content-Type: image/jpeg")),
+    "photo and options": _form(
+        _part("strength", b"0.5"),
+        _part("image", JPEG_LIKE, "IMG_1.JPG", "Content-Type: image/jpeg"),
+        _part("format", b"xmp"),
+    ),
+    "no closing CRLF": _form(_part("image", JPEG_LIKE, "a.jpg"), closing=b"--"),
+    "bare LF before a boundary": _form(_part("image", JPEG_LIKE, "a.jpg", eol=b"\n")),
+    "a path and an entity in the file name": _form(_part("image", JPEG_LIKE, "C:\\x\\..\\&amp;b.jpg")),
+    "a file name that sanitizes to nothing": _form(_part("image", JPEG_LIKE, ".."), _part("format", b"json")),
+    "an empty file name (a field)": _form(_part("image", b"abc", "")),
+    "an empty file": _form(_part("image", b"", "empty.jpg", "Content-Type: image/jpeg")),
+    "a charset on the file": _form(
+        _part("image", JPEG_LIKE, "a.jpg", "Content-Type: image/jpeg; charset=utf-8")
+    ),
+    "two files, one field name": _form(_part("image", JPEG_LIKE, "a.jpg"), _part("image", b"x", "b.jpg")),
+    "UTF-8 in names and values": _form(_part("légende", "été".encode()), _part("image", b"x", "ça.jpg")),
+    "invalid UTF-8 in a value": _form(_part("format", b"\xff\xfe")),
+}
+OTHER_FORMS = {  # read by Django's parser
+    "a preamble": b"preamble\r\n" + PLAIN_FORMS["the photo alone"],
+    "base64": _form(_part("image", b"aGVsbG8=", "a.jpg", "Content-Transfer-Encoding: base64")),
+    "a part without a disposition": _form(
+        b"--" + BOUNDARY.encode() + b"\r\nContent-Type: text/plain\r\n\r\nx\r\n"
+    ),
+    "a part without a name": _form(
+        b"--" + BOUNDARY.encode() + b"\r\nContent-Disposition: form-data\r\n\r\nx\r\n"
+    ),
+    "more parts than the fast path reads": _form(*[_part(f"f{i}", b"v") for i in range(12)]),
+    "no closing boundary": _form(_part("image", JPEG_LIKE, "a.jpg"), closing=b"")[: -len(BOUNDARY) - 2],
+    "an epilogue": PLAIN_FORMS["the photo alone"] + b"epilogue",
+    "headers over 1 KB": _form(_part("image", b"x", "a.jpg", "X-Pad: " + "p" * 1100)),
+}
+
+
+def _request(body: bytes):
+    from django.test import RequestFactory
+
+    return RequestFactory().generic(
+        "POST", "/api/v1/predict", body, content_type=f"multipart/form-data; boundary={BOUNDARY}"
+    )
+
+
+def _summary(post, files) -> tuple:
+    return (
+        post._mutable,
+        sorted((key, post.getlist(key)) for key in post),
+        sorted(
+            (
+                key,
+                [
+                    (f.name, f.content_type, f.charset, f.size, f.content_type_extra, f.read())
+                    for f in files.getlist(key)
+                ],
+            )
+            for key in files
+        ),
+    )
+
+
+def _with_django(body: bytes):
+    from django.http.multipartparser import MultiPartParser
+
+    request = _request(body)
+    try:
+        return _summary(*MultiPartParser(request.META, request, request.upload_handlers, "utf-8").parse())
+    except Exception as exc:  # noqa: BLE001 (the same error is expected)
+        return type(exc).__name__
+
+
+def _with_ours(body: bytes):
+    from rest_framework.exceptions import ParseError
+
+    from personalize.uploads import SinglePhotoMultiPartParser
+
+    request = _request(body)
+    context = {"request": request, "encoding": "utf-8"}
+    try:
+        parsed = SinglePhotoMultiPartParser().parse(request, request.META["CONTENT_TYPE"], context)
+    except ParseError as exc:
+        return type(exc.__cause__).__name__
+    except Exception as exc:  # noqa: BLE001
+        return type(exc).__name__
+    return _summary(parsed.data, parsed.files)
+
+
+@pytest.mark.parametrize("case", list(PLAIN_FORMS) + list(OTHER_FORMS))
+def test_the_single_photo_form_parses_as_djangos_parser_parses_it(case):
+    from django.http.multipartparser import MultiPartParser
+
+    from personalize.uploads import parse_plain_form
+
+    body = PLAIN_FORMS.get(case) or OTHER_FORMS[case]
+    one_pass = parse_plain_form(
+        body, BOUNDARY.encode(), "utf-8", functools.partial(MultiPartParser.sanitize_file_name, None)
+    )
+    assert (one_pass is not None) == (case in PLAIN_FORMS)  # which path it took
+    assert _with_ours(body) == _with_django(body)
+
+
+def test_the_photo_is_one_slice_of_the_body_read_without_another_copy():
+    from personalize.uploads import SinglePhotoMultiPartParser
+
+    request = _request(PLAIN_FORMS["photo and options"])
+    parsed = SinglePhotoMultiPartParser().parse(request, request.META["CONTENT_TYPE"], {"request": request})
+    photo = parsed.files["image"]
+    assert photo.read() is photo.file.getvalue()  # BytesIO hands its bytes object over as it is
+    assert photo.size == len(JPEG_LIKE) and parsed.data["strength"] == "0.5"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("over_by", [1, 100_000])  # within the one-pass read's size, and past it
+def test_a_photo_over_the_upload_limit_is_refused_by_its_size_either_way(settings, over_by):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.test_api import api_client
+
+    settings.MAX_UPLOAD_BYTES = 50_000
+    photo = b"\xff\xd8" + b"x" * (settings.MAX_UPLOAD_BYTES + over_by)
+    response = api_client("alice").post(
+        "/api/v1/predict", {"image": SimpleUploadedFile("big.jpg", photo)}, format="multipart"
+    )
+    assert response.status_code == 400, response.content
+    assert "the limit is 50000 bytes" in response.json()["image"][0]
