@@ -39,7 +39,7 @@ def log_predictions(
     if not adjustments:
         return
     share = latency_ms / len(adjustments)
-    Prediction.objects.bulk_create(
+    rows = [
         Prediction(
             owner=owner,
             model_id=served.id,
@@ -49,7 +49,13 @@ def log_predictions(
             latency_ms=share,
         )
         for values in adjustments
-    )
+    ]
+    if len(rows) == 1:
+        # One INSERT in autocommit: bulk_create's transaction around it was two more statements (BEGIN,
+        # COMMIT), round trips on PostgreSQL, and ~0.3 ms of a full-file prediction's CPU.
+        rows[0].save(force_insert=True)
+    else:
+        Prediction.objects.bulk_create(rows)
     histogram = metrics.PREDICTION_LATENCY.labels(kind=served.kind)
     for _ in adjustments:
         histogram.observe(share / 1000)

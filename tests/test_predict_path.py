@@ -253,3 +253,25 @@ def test_a_photo_over_the_upload_limit_is_refused_by_its_size_either_way(setting
     )
     assert response.status_code == 400, response.content
     assert "the limit is 50000 bytes" in response.json()["image"][0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_single_prediction_is_logged_in_one_statement_and_a_batch_in_one_insert():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from personalize import inference
+    from personalize.accounts import create_or_get_editor
+    from personalize.models import Prediction
+    from personalize.models_ops import log_prediction, log_predictions
+
+    alice, _ = create_or_get_editor("alice")
+    served = inference.ServedModel("base", None, "base-1", model=None)
+    with CaptureQueriesContext(connection) as single:
+        log_prediction(alice, served, {"exposure": 5}, 1.0, 30.0)
+    assert [q["sql"].split()[0] for q in single.captured_queries] == ["INSERT"]  # no BEGIN around it
+    with CaptureQueriesContext(connection) as batch:
+        log_predictions(alice, served, [{"exposure": 1}, {"exposure": 2}], 0.5, 10.0)
+    assert sum(q["sql"].startswith("INSERT") for q in batch.captured_queries) == 1
+    logged = list(Prediction.objects.order_by("id").values_list("adjustments", "strength", "latency_ms"))
+    assert logged == [({"exposure": 5}, 1.0, 30.0), ({"exposure": 1}, 0.5, 5.0), ({"exposure": 2}, 0.5, 5.0)]
