@@ -538,8 +538,8 @@ def main(argv=None) -> int:
     p.add_argument(
         "--main-only", action="store_true", help="the full mode's main column only (60 s, 50 pairs, one seed)"
     )
-    p.add_argument("--pairs-curve", help="with --main-only: pair counts to add, e.g. 10 (comma-separated)")
-    p.add_argument("--budget-curve", help="with --main-only: budgets in s to add, e.g. 0 (comma-separated)")
+    p.add_argument("--pairs-curve", help="pair counts for the pairs curve, e.g. 10 (comma-separated; replaces the mode's)")
+    p.add_argument("--budget-curve", help="budgets in s for the budget curve, e.g. 0 (comma-separated; replaces the mode's)")
     p.add_argument("--styles", default="all", help="comma-separated style names or 'all'")
     p.add_argument("--seconds", type=float, help="the main column's fine-tuning budget (default: the mode's)")
     p.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="processes")
@@ -555,12 +555,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.main_only:
+        plan = Plan(**{**asdict(FULL), "pairs_curve": (), "budget_curve": (), "seeds": (0,)})
+    if args.pairs_curve or args.budget_curve:
         plan = Plan(
             **{
-                **asdict(FULL),
+                **asdict(plan),
                 "pairs_curve": tuple(int(n) for n in (args.pairs_curve or "").split(",") if n),
                 "budget_curve": tuple(float(s) for s in (args.budget_curve or "").split(",") if s),
-                "seeds": (0,),
             }
         )
     if args.seconds is not None:

@@ -122,6 +122,12 @@ class Config:
     # better than the MLP alone (docs/agent.md, "Distillation"); False serves the RL actor alone.
     distill: bool = True
     distill_mix: float = 0.5  # the linear policy's share of the served action
+    # before RL, a short black-box search (search_actions) per training pair gives each original before
+    # a first confirmed best action: RL explores around it and imitates it, distillation (and the instant
+    # model) fits the linear policy to it. 0 iterations: start from "no edit" as the seed does.
+    search_iters: int = 12
+    search_popsize: int = 12
+    search_size: int = 16  # global edits have nearly the same best sliders at any size: search small
     # regularisation of the actor (fine-tuning has ~40 pairs of a few photos; the actor must generalise)
     actor_dropout: float = 0.1  # dropout on the actor's inputs and hidden layers in its update step
     feat_noise: float = 0.2  # Gaussian noise on the standardised features in the actor's update step
@@ -192,6 +198,48 @@ def random_editor_actions(
     a = (torch.randn(n, 12, generator=gen) * scale).clamp(-1, 1)
     keep = torch.rand(n, 12, generator=gen).argsort(1) < n_active
     return a * keep
+
+
+@torch.no_grad()
+def search_actions(
+    before: torch.Tensor,
+    target_lab: torch.Tensor,
+    start: torch.Tensor,
+    iters: int,
+    popsize: int,
+    gen: torch.Generator,
+    weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best action found for each pair by a black-box search with the editor, and its reward.
+
+    before uint8 (N, S, S, 3), target_lab (N, S, S, 3), start (N, 12) actions to begin from, weights
+    (N, S, S) or None. An elitist (1 + lambda) evolution strategy per pair, all pairs in one batch, with a
+    success-driven step size. Never worse than `start` or no edit (reward 0): returns (N, 12), (N,).
+    """
+    n = len(before)
+    no_edit = reward.mean_delta_e(before, target_lab, weights)
+
+    def rewards(actions: torch.Tensor) -> torch.Tensor:  # (N, K, 12) -> (N, K)
+        k = actions.shape[1]
+        w = None if weights is None else weights.repeat_interleave(k, 0)
+        edited = edit(before.repeat_interleave(k, 0), actions.reshape(-1, 12))
+        delta_e = reward.mean_delta_e(edited, target_lab.repeat_interleave(k, 0), w).view(n, k)
+        return no_edit.unsqueeze(1) - delta_e
+
+    start = to_sliders(start) / 100.0
+    best_r = rewards(start.unsqueeze(1))[:, 0]
+    best = torch.where((best_r > 0).unsqueeze(1), start, torch.zeros_like(start))
+    best_r = best_r.clamp_min(0.0)
+    sigma = torch.full((n, 1, 1), 0.3)
+    for _ in range(iters):
+        cand = to_sliders(best.unsqueeze(1) + sigma * torch.randn(n, popsize, 12, generator=gen)) / 100.0
+        r = rewards(cand)
+        top_r, top = r.max(1)
+        improved = top_r > best_r
+        best = torch.where(improved.unsqueeze(1), cand[torch.arange(n), top], best)
+        best_r = torch.where(improved, top_r, best_r)
+        sigma = (sigma * torch.where(improved, 1.25, 0.75).view(n, 1, 1)).clamp(0.02, 0.6)
+    return best, best_r
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -295,39 +343,52 @@ RIDGE_LAMBDAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
 
 def distill(
-    actor: Actor, feats: torch.Tensor, best_a: torch.Tensor, best_r: torch.Tensor, val: _Val, mix: float
+    actor: Actor,
+    feats: torch.Tensor,
+    conv: torch.Tensor,
+    best_a: torch.Tensor,
+    best_r: torch.Tensor,
+    val: _Val,
+    mix: float,
 ) -> tuple[DistilledActor | None, float | None]:
-    """The RL actor blended with a linear policy fitted to the search's best confirmed actions.
+    """The RL actor combined with a linear policy fitted to the search's best confirmed actions.
 
-    feats (P, F), best_a (P, 12), best_r (P,): every training state's features and the best action the
-    editor confirmed for it (reward > 0: better than no edit). Ridge regression in closed form, one fit
-    per penalty in RIDGE_LAMBDAS; the blend that validates best is returned with its penalty, or
+    feats (P, F), conv (P, 3, 16, 16), best_a (P, 12), best_r (P,): every training state's inputs and the
+    best action the editor confirmed for it (reward > 0: better than no edit). Ridge regression in closed
+    form, one fit per penalty in RIDGE_LAMBDAS, in three forms: the blend (1 - mix) actor + mix linear,
+    the linear policy alone (where the actor is poor), and the actor plus a linear correction fitted to
+    what it misses (where the actor follows the photo well but is off by an editor-wide offset; large
+    penalties leave just that offset). The one that validates best is returned with its penalty, or
     (None, None) when none validates better than the actor alone or fewer than two states have a
     confirmed action: distillation never makes the validation dE00 worse.
     """
     keep = best_r > 0
     if int(keep.sum()) < 2:
         return None, None
+    with torch.no_grad():
+        actor_a = actor.eval()(feats[keep], conv[keep]).double()
     x = feats.double()
     mean, std = x.mean(0), x.std(0) + 1e-6
     xs = torch.cat([(x[keep] - mean) / std, torch.ones(int(keep.sum()), 1, dtype=torch.float64)], 1)
     y = best_a[keep].double()
-    gram, xty = xs.T @ xs, xs.T @ y
     no_penalty_on_bias = torch.ones(xs.shape[1], dtype=torch.float64)
     no_penalty_on_bias[-1] = 0
+    forms = [(y, 1 - share, share) for share in sorted({mix, 1.0})] + [(y - actor_a, 1.0, 1.0)]
     best: tuple[float, DistilledActor | None, float | None] = (val.delta_e(actor), None, None)
-    for lam in RIDGE_LAMBDAS:
-        w = torch.linalg.solve(gram + lam * torch.diag(no_penalty_on_bias), xty)  # (F + 1, 12)
-        linear = LinearPolicy(feats.shape[1], best_a.shape[1])
-        with torch.no_grad():
-            linear.feat_mean.copy_(mean.float())
-            linear.feat_std.copy_(std.float())
-            linear.linear.weight.copy_(w[:-1].T.float())
-            linear.linear.bias.copy_(w[-1].float())
-        blended = DistilledActor(actor, linear, mix).eval()
-        score = val.delta_e(blended)
-        if score < best[0]:
-            best = (score, blended, lam)
+    for target, actor_share, linear_share in forms:
+        gram, xty = xs.T @ xs, xs.T @ target
+        for lam in RIDGE_LAMBDAS:
+            w = torch.linalg.solve(gram + lam * torch.diag(no_penalty_on_bias), xty)  # (F + 1, 12)
+            linear = LinearPolicy(feats.shape[1], best_a.shape[1])
+            with torch.no_grad():
+                linear.feat_mean.copy_(mean.float())
+                linear.feat_std.copy_(std.float())
+                linear.linear.weight.copy_(w[:-1].T.float())
+                linear.linear.bias.copy_(w[-1].float())
+            combined = DistilledActor(actor, linear, linear_share, actor_share).eval()
+            score = val.delta_e(combined)
+            if score < best[0]:
+                best = (score, combined, lam)
     return best[1], best[2]
 
 
@@ -442,6 +503,7 @@ def _train(
     on_progress: Callable[[Progress], None] | None,
     fingerprint: str,
     t_start: float,
+    searched: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict:
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -455,6 +517,11 @@ def _train(
     # the best action the environment has confirmed for each state so far (no edit = reward 0 to start)
     best_a = torch.zeros(len(pool), 12)
     best_r = torch.zeros(len(pool))
+    if searched is not None:  # the originals' searched actions, scored again at the reward's size
+        originals = pool.idx_original  # the pool's first states, in the training pairs' order
+        r0 = pool.step(originals, searched[0])
+        found = r0 > 0
+        best_a[originals[found]], best_r[originals[found]] = searched[0][found], r0[found]
     ptr = size = step = 0
     elapsed_before = 0.0  # seconds spent in earlier (killed) runs
     best_val = val.delta_e(actor)
@@ -707,7 +774,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         rl_actor = base.actor.actor if isinstance(base.actor, DistilledActor) else base.actor
         actor = copy.deepcopy(rl_actor)
         critic = copy.deepcopy(base.critic)
-        if not cfg.use_conv and not instant:  # conv output 0 from here on (ReLU(0) has zero gradient)
+        if isinstance(actor, Actor) and not cfg.use_conv and not instant:  # conv output 0 from here on
             with torch.no_grad():
                 actor.conv[2].weight.zero_()
                 actor.conv[2].bias.zero_()
@@ -718,6 +785,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         weights,
         extra=f"{seed}|{face_weight}|{asdict(cfg)}|{base.metadata.get('model_id')}",
     )
+    searched = _search_pairs(pairs, train_idx, cfg, seed)
     if instant:
         info = {"steps": 0, "env_steps": 0, "best_step": 0, "stopped_early": False, "curve": [(0, val_instant)],
                 "pool_best_reward_original": None, "train_seconds": time.monotonic() - t_start}  # fmt: skip
@@ -726,12 +794,17 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         info = _train(
             pool, val, actor, critic, cfg, seed, seconds, max_steps,
             Path(checkpoint_path) if checkpoint_path is not None else None,
-            should_stop, on_progress, fp, t_start,
+            should_stop, on_progress, fp, t_start, searched,
         )  # fmt: skip
     val_actor, distill_lambda = val.delta_e(actor), None
-    if cfg.distill and not instant and base.encoder is None:  # (a style prior's policy is served as is)
-        distilled, distill_lambda = distill(actor, pool.feats, info["best_actions"], info["best_rewards"], val,
+    if cfg.distill and instant and searched is not None:  # the instant model: the searched actions
+        before = torch.from_numpy(pairs.before[train_idx])
+        distilled, distill_lambda = distill(actor, features(before), conv_input(before), *searched, val,
                                             cfg.distill_mix)  # fmt: skip
+        actor = distilled if distilled is not None else actor
+    elif cfg.distill and not instant:
+        distilled, distill_lambda = distill(actor, pool.feats, pool.conv, info["best_actions"],
+                                            info["best_rewards"], val, cfg.distill_mix)  # fmt: skip
         actor = distilled if distilled is not None else actor
     strength, scores = calibrate_strength(val, actor)
     val_personal, val_unscaled = scores[strength], scores[1.0]
@@ -771,6 +844,19 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         },
     )
     return FinetuneResult(model=model, metrics=metrics, curve=info["curve"], val_idx=val_idx.tolist())
+
+
+def _search_pairs(ps: PairSet, idx: np.ndarray, cfg: Config, seed: int):
+    """search_actions on training pairs idx (from no edit, at cfg.search_size): (N, 12), (N,), or None."""
+    if cfg.search_iters <= 0:
+        return None
+    gen = torch.Generator().manual_seed(seed * 7919 + 29)
+    size = cfg.search_size
+    before = resize_u8(torch.from_numpy(ps.before[idx]), size)
+    target = reward.srgb_to_lab(resize_u8(torch.from_numpy(ps.after[idx]), size))
+    weights = None if ps.weights is None else _resize_w(torch.from_numpy(ps.weights[idx]), size)
+    return search_actions(before, target, torch.zeros(len(idx), 12), cfg.search_iters, cfg.search_popsize, gen,
+                          weights)  # fmt: skip
 
 
 def validation_delta_e(model: PersonalModel, pairs: PairSet, idx: list[int] | np.ndarray) -> float:

@@ -77,19 +77,20 @@ class PersonalModel:
         meta["format"] = FORMAT
         meta["feature_version"] = FEATURE_VERSION
         meta["adjustments"] = meta.get("adjustments") or list(ADJUSTMENTS)
-        if isinstance(actor, StyleActor):
+        rl_actor = actor.actor if isinstance(actor, DistilledActor) else actor
+        if isinstance(rl_actor, StyleActor):
             meta["format_version"] = 2
             meta["arch"] = {
                 "family": "style",
-                "n_features": actor.policy.feat_mean.numel(),
-                "style_dim": actor.z.shape[1],
-                "actor_hidden": actor.policy.mlp[0].out_features,
+                "n_features": rl_actor.policy.feat_mean.numel(),
+                "style_dim": rl_actor.z.shape[1],
+                "actor_hidden": rl_actor.policy.mlp[0].out_features,
                 "critic_hidden": critic.critic.net[0].out_features if critic is not None else None,
                 "encoder_hidden": encoder.phi[0].out_features if encoder is not None else None,
                 "thumb": THUMB_SIZE,
+                "distilled": isinstance(actor, DistilledActor),
             }
         else:
-            rl_actor = actor.actor if isinstance(actor, DistilledActor) else actor
             meta["format_version"] = 1
             meta["arch"] = {
                 "family": "plain",
@@ -244,6 +245,13 @@ def load_model(source: str | Path | bytes | bytearray, *, check_adjustments: boo
     return PersonalModel(actor, critic, metadata=meta, encoder=encoder)
 
 
+def _with_actor_share(arch: dict, actor: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Distilled files written before the actor's share was stored blend with 1 - mix: say so."""
+    if arch.get("distilled") and "actor_share" not in actor:
+        return {**actor, "actor_share": 1 - actor["mix"]}
+    return actor
+
+
 def _networks(arch: dict, tensors: dict[str, torch.Tensor]):
     """The networks a model file describes, with its weights: (actor, critic or None, encoder or None)."""
 
@@ -257,14 +265,16 @@ def _networks(arch: dict, tensors: dict[str, torch.Tensor]):
         actor = Actor(n, int(arch["actor_hidden"]), int(arch["conv_channels"]))
         if arch.get("distilled"):
             actor = DistilledActor(actor, LinearPolicy(n))
-        actor.load_state_dict(part("actor"))
+        actor.load_state_dict(_with_actor_share(arch, part("actor")))
         if part("critic"):
             critic = Critic(n, int(arch["critic_hidden"]))
             critic.load_state_dict(part("critic"))
         return actor, critic, encoder
     d = int(arch["style_dim"])
     actor = StyleActor(StylePolicy(n, d, int(arch["actor_hidden"])), torch.zeros(1, d))
-    actor.load_state_dict(part("actor"))
+    if arch.get("distilled"):
+        actor = DistilledActor(actor, LinearPolicy(n))
+    actor.load_state_dict(_with_actor_share(arch, part("actor")))
     if part("critic"):
         critic = FixedStyleCritic(StyleCritic(n, d, int(arch["critic_hidden"])), torch.zeros(1, d))
         critic.load_state_dict(part("critic"))

@@ -118,21 +118,32 @@ class LinearPolicy(nn.Module):
 
 
 class DistilledActor(nn.Module):
-    """The policy a fine-tuned model serves: (1 - mix) * the RL actor + mix * the distilled linear policy.
+    """The policy a fine-tuned model serves: actor_share * the RL actor + mix * the distilled linear policy.
 
-    Same interface as Actor (feats, conv_x) -> actions, so validation, calibration and serving use it as is.
+    Same interface as Actor (feats, conv_x) -> actions, so validation, calibration and serving use it as is;
+    the RL actor is a plain Actor or a StyleActor (a style prior's policy with the editor's code).
     """
 
-    def __init__(self, actor: Actor, linear: LinearPolicy, mix: float = 0.5):
+    def __init__(
+        self,
+        actor: Actor | StyleActor,
+        linear: LinearPolicy,
+        mix: float = 0.5,
+        actor_share: float | None = None,
+    ):
         super().__init__()
         self.actor = actor
         self.linear = linear
-        self.register_buffer("mix", torch.tensor(float(mix)))
+        self.register_buffer("mix", torch.tensor(float(mix)))  # the linear policy's share
+        # the actor's share: 1 - mix for a blend, 1 with mix 1 for the actor plus a linear correction
+        self.register_buffer(
+            "actor_share", torch.tensor(float(1 - mix if actor_share is None else actor_share))
+        )
 
     def forward(
         self, feats: torch.Tensor, conv_x: torch.Tensor, drop: float = 0.0, noise: float = 0.0
     ) -> torch.Tensor:
-        return (1 - self.mix) * self.actor(feats, conv_x, drop, noise) + self.mix * self.linear(feats)
+        return self.actor_share * self.actor(feats, conv_x, drop, noise) + self.mix * self.linear(feats)
 
 
 def n_params(module: nn.Module) -> int:

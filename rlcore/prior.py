@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlcore import reward, stylegen
-from rlcore.agent import FinetuneResult, Progress, camera_jitter, edit, to_sliders
+from rlcore.agent import FinetuneResult, Progress, camera_jitter, edit, search_actions, to_sliders
 from rlcore.data import random_crops
 from rlcore.features import N_FEATURES, features, resize_u8
 from rlcore.imageio import THUMB_SIZE
@@ -62,9 +62,9 @@ VAL_CONTEXT = 10  # pairs a validation style's code is read from; its other phot
 @dataclass
 class PriorConfig:
     # networks
-    style_dim: int = 16
-    encoder_hidden: int = 64
-    actor_hidden: int = 128
+    style_dim: int = 32
+    encoder_hidden: int = 128
+    actor_hidden: int = 256
     critic_hidden: int = 256
     # the bank of generated styles
     n_styles: int = 2400  # training styles (validation styles come on top)
@@ -83,6 +83,12 @@ class PriorConfig:
     noise_min: float = 0.01
     noise_max: float = 0.3
     p_around_best: float = 0.5
+    # the offline search that seeds each training pair's best action (see search_best_actions)
+    search_size: int = 16
+    search_iters: int = 12
+    search_popsize: int = 12
+    # supervised warm start: the policy and encoder imitate the searched best actions (no critic yet)
+    warm_fraction: float = 0.6
     # replay and updates
     buffer_size: int = 400_000
     batch_size: int = 256
@@ -94,7 +100,7 @@ class PriorConfig:
     supervision: float = 2.0  # slider regression where the style's sliders are known
     max_grad_norm: float = 1.0
     # validation
-    val_every: int = 100
+    val_every: int = 250
     threads: int = 1
 
     @classmethod
@@ -187,6 +193,37 @@ def make_bank(
     )
 
 
+@torch.no_grad()
+def search_best_actions(
+    bank: _Bank,
+    size: int,
+    iters: int,
+    popsize: int,
+    gen: torch.Generator,
+    chunk: int = 320,
+    on_chunk: Callable[[], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best action found for every (style, photo) of the bank, and its reward: (S, P, 12), (S, P).
+
+    rlcore.agent.search_actions on every pair, in chunks, on `size` x `size` copies: global edits have
+    nearly the same best sliders at any size. Slider styles start from their own sliders. These are the
+    first "best confirmed actions" of training; the epsilon-greedy exploration keeps improving them.
+    """
+    s, p = bank.n_styles, bank.n_photos
+    before = resize_u8(bank.before.reshape(s * p, THUMB_SIZE, THUMB_SIZE, 3), size)
+    after = resize_u8(bank.after.reshape(s * p, THUMB_SIZE, THUMB_SIZE, 3), size)
+    target = _chunked(reward.srgb_to_lab, after)
+    start = torch.nan_to_num(bank.sliders.reshape(s * p, 12))
+    found = []
+    for i in range(0, s * p, chunk):
+        found.append(search_actions(before[i : i + chunk], target[i : i + chunk], start[i : i + chunk], iters,
+                                    popsize, gen))  # fmt: skip
+        if on_chunk is not None:
+            on_chunk()
+    best_a = torch.cat([a for a, _ in found]).view(s, p, 12)
+    return best_a, torch.cat([r for _, r in found]).view(s, p)
+
+
 def default_code_pairs(photos: list[np.ndarray], n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Pairs of the 'no style' editor, who only undoes the camera's errors: (jittered crop, crop).
 
@@ -231,6 +268,29 @@ def _validate(bank: _Bank, encoder: StyleEncoder, policy: StylePolicy, context: 
     a = policy(f, z.repeat_interleave(q, 0))
     before = bank.before[:, context:].reshape(-1, THUMB_SIZE, THUMB_SIZE, 3)
     target = bank.after[:, context:].reshape(-1, THUMB_SIZE, THUMB_SIZE, 3)
+    return float(reward.mean_delta_e(edit(before, a), reward.srgb_to_lab(target)).mean())
+
+
+def _searched(
+    bank: _Bank, cfg: PriorConfig, gen: torch.Generator, on_chunk=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """search_best_actions, with the rewards scored again at the training size (the search ran smaller)."""
+    best_a, _ = search_best_actions(bank, cfg.search_size, cfg.search_iters, cfg.search_popsize, gen,
+                                    on_chunk=on_chunk)  # fmt: skip
+    si, pi = torch.meshgrid(torch.arange(bank.n_styles), torch.arange(bank.n_photos), indexing="ij")
+    flat = torch.arange(bank.n_styles * bank.n_photos)
+    r = _chunked(lambda k: bank.step(si.reshape(-1)[k], pi.reshape(-1)[k], best_a.reshape(-1, 12)[k]), flat)
+    r = r.view(bank.n_styles, bank.n_photos)
+    keep = r > 0
+    return torch.where(keep.unsqueeze(-1), best_a, torch.zeros_like(best_a)), torch.where(keep, r, 0.0)
+
+
+@torch.no_grad()
+def _validate_actions(bank: _Bank, actions: torch.Tensor, context: int = VAL_CONTEXT) -> float:
+    """Mean dE00 (at 64x64) of given actions (S, P, 12) on the validation queries (as _validate scores)."""
+    before = bank.before[:, context:].reshape(-1, THUMB_SIZE, THUMB_SIZE, 3)
+    target = bank.after[:, context:].reshape(-1, THUMB_SIZE, THUMB_SIZE, 3)
+    a = actions[:, context:].reshape(-1, 12)
     return float(reward.mean_delta_e(edit(before, a), reward.srgb_to_lab(target)).mean())
 
 
@@ -279,10 +339,19 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
     buf_p = torch.zeros(cap, dtype=torch.long)
     buf_a = torch.zeros(cap, 12)
     buf_r = torch.zeros(cap)
-    best_a = torch.zeros(train.n_styles, train.n_photos, 12)
-    best_r = torch.zeros(train.n_styles, train.n_photos)
+
+    def searching() -> None:  # the search takes minutes: the bar moves with the clock meanwhile
+        if on_progress is not None:
+            f_ = min(1.0, (time.monotonic() - t_start) / max(1e-6, seconds)) if max_steps is None else 0.0
+            on_progress(Progress(0, f_, seconds - (time.monotonic() - t_start), cfg.eps_start, float("nan"),
+                                 float("nan")))  # fmt: skip
+
+    best_a, best_r = _searched(train, cfg, gen, searching)
+    val_best_a, _ = _searched(val, cfg, gen)
+    val_searched = _validate_actions(val, val_best_a)
     ptr = size = step = 0
     val_no_edit = float(val.baseline.mean())  # at env size; the curve below is at 64x64
+    val_no_edit_64 = _validate_actions(val, torch.zeros_like(val_best_a))
     best_val = _validate(val, encoder, policy)
     best_state = copy.deepcopy((encoder.state_dict(), policy.state_dict(), critic.state_dict()))
     best_step, curve = 0, [(0, best_val)]
@@ -295,8 +364,14 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
         return min(1.0, (time.monotonic() - t_start) / max(1e-6, seconds))
 
     last_progress = 0.0
+
+    def loop_fraction() -> float:  # of the training loop alone: building the banks came first
+        if max_steps is not None:
+            return fraction()
+        return min(1.0, (time.monotonic() - run_start) / max(1e-6, seconds - (run_start - t_start)))
+
     while fraction() < 1.0:
-        frac = fraction()
+        frac = loop_fraction()
         # 1-2. styles, their codes, query pairs and epsilon-greedy actions around actor(s, z)
         eps = cfg.eps_end + (cfg.eps_start - cfg.eps_end) * max(0.0, 1.0 - frac / cfg.eps_decay_fraction)
         styles = torch.randint(train.n_styles, (cfg.styles_per_batch,), generator=gen)
@@ -337,14 +412,20 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
             loss_c.backward()
             opt_c.step()
 
-        # 5. actor and encoder: maximise Q, imitate the best confirmed action, regress known sliders
-        j = torch.randint(size, (cfg.batch_size,), generator=gen)
-        sj, pj = buf_s[j], buf_p[j]
+        # 5. actor and encoder: maximise Q, imitate the best confirmed action, regress known sliders.
+        # During the warm start the critic is still learning: imitation only, over all of the bank's pairs.
+        warm = frac < cfg.warm_fraction
+        if warm:
+            sj = torch.randint(train.n_styles, (cfg.batch_size,), generator=gen)
+            pj = torch.randint(train.n_photos, (cfg.batch_size,), generator=gen)
+        else:
+            j = torch.randint(size, (cfg.batch_size,), generator=gen)
+            sj, pj = buf_s[j], buf_p[j]
         ctx, mask = _context(train, sj, cfg, gen, pj)
         zj = encoder(ctx, mask)
         f = train.feats_before[sj, pj]
         act = policy(f, zj)
-        q = critic(f, zj, act)
+        q = torch.zeros(()) if warm else critic(f, zj, act)
         imitate = ((act - best_a[sj, pj]) ** 2).sum(1) * (best_r[sj, pj] > 0)
         known = train.has_sliders[sj, pj]
         supervised = ((act - torch.nan_to_num(train.sliders[sj, pj])) ** 2).sum(1) * known
@@ -381,6 +462,8 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
     metrics = {
         "val_delta_e_no_edit_env": round(val_no_edit, 4),
         "val_delta_e_prior": round(best_val, 4),
+        "val_delta_e_searched": round(val_searched, 4),
+        "val_gap_closed": round((val_no_edit_64 - best_val) / max(1e-6, val_no_edit_64 - val_searched), 4),
         "val_styles": cfg.val_styles,
         "train_styles": cfg.n_styles,
         "photos_per_style": cfg.photos_per_style,

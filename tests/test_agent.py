@@ -20,7 +20,7 @@ from rlcore.agent import (
     _augment_pool,
     finetune,
 )
-from rlcore.features import N_FEATURES, features
+from rlcore.features import N_FEATURES, conv_input, features
 from rlcore.modelfile import PersonalModel
 from rlcore.networks import Actor, Critic, n_params
 
@@ -301,14 +301,76 @@ def test_distillation_blends_a_linear_policy_that_carries_an_adaptive_edit_to_ne
     no_edit_actor = Actor()
     with torch.no_grad():
         no_edit_actor.mlp[-1].weight.zero_()
-    blended, lam = distill(no_edit_actor, feats, best_a, torch.ones(30), val, mix=1.0)
+    conv = conv_input(before[:30])
+    blended, lam = distill(no_edit_actor, feats, conv, best_a, torch.ones(30), val, mix=1.0)
     assert isinstance(blended, DistilledActor) and isinstance(blended.linear, LinearPolicy) and lam > 0
     assert val.delta_e(blended) < 0.5 * val.delta_e(no_edit_actor)
     with torch.no_grad():
         predicted = blended(val.feats, val.conv)[:, editor.ADJUSTMENTS.index("exposure")] * 100
     assert np.corrcoef(predicted.numpy(), exposure[30:])[0, 1] > 0.8
     # nothing to distil (no state improved on no edit): the actor is kept
-    assert distill(no_edit_actor, feats, best_a, torch.zeros(30), val, mix=0.5) == (None, None)
+    assert distill(no_edit_actor, feats, conv, best_a, torch.zeros(30), val, mix=0.5) == (None, None)
+
+
+def test_distillation_corrects_a_good_actor_that_is_off_by_an_offset():
+    """An actor that follows the photo (a step in exposure no linear policy fits) but misses the editor's
+    extra +30 contrast: the served policy is the actor plus a linear correction, which keeps the actor's
+    per-photo exposure and adds the offset."""
+    from rlcore.agent import _Val, distill
+    from rlcore.networks import DistilledActor
+
+    exposure_i, contrast_i = editor.ADJUSTMENTS.index("exposure"), editor.ADJUSTMENTS.index("contrast")
+
+    class StepExposure(torch.nn.Module):  # -40 exposure on bright photos, +40 on dark ones; no contrast
+        def forward(self, feats, conv_x, drop=0.0, noise=0.0):
+            grey = (conv_x.mean((1, 2, 3)) + 0.5) * 255
+            a = torch.zeros(len(feats), 12)
+            a[:, exposure_i] = torch.where(grey > 110, -0.4, 0.4)
+            return a
+
+    before = scenes(60, 8)
+    actor = StepExposure()
+    sliders = actor(features(before), conv_input(before)) * 100
+    sliders[:, contrast_i] = 30.0
+    after = editor.apply_batch(torch.from_numpy(before), sliders).numpy()
+    assert 10 < int((sliders[:, exposure_i] > 0).sum()) < 50, "both sides of the step among the photos"
+    val = _Val(torch.from_numpy(before[40:]), torch.from_numpy(after[40:]), None)
+    combined, lam = distill(actor, features(before[:40]), conv_input(before[:40]), sliders[:40] / 100,
+                            torch.ones(40), val, mix=0.5)  # fmt: skip
+    assert isinstance(combined, DistilledActor) and float(combined.actor_share) == 1.0
+    with torch.no_grad():
+        predicted = combined(val.feats, val.conv) * 100
+    assert predicted[:, contrast_i].sub(30).abs().mean() < 6
+    assert predicted[:, exposure_i].sub(sliders[40:, exposure_i]).abs().mean() < 10
+
+
+def test_a_distilled_file_from_before_the_actor_share_blends_as_it_did():
+    from rlcore.modelfile import load_model, model_bytes
+    from rlcore.networks import DistilledActor, LinearPolicy
+
+    linear = LinearPolicy()
+    torch.nn.init.normal_(linear.linear.weight, std=0.1)
+    model = PersonalModel(DistilledActor(fresh_base().actor, linear, mix=0.5), None)
+    x = scenes(4, 9)
+    expected = model.predict_actions(x)
+    del model.actor._buffers["actor_share"]  # as files written before it existed
+    loaded = load_model(model_bytes(model))
+    assert float(loaded.actor.actor_share) == 0.5
+    assert torch.allclose(loaded.predict_actions(x), expected, atol=1e-6)
+
+
+def test_the_instant_model_fits_the_searched_actions_of_the_pairs():
+    """seconds=0: no RL, but each training pair's black-box search gives the linear policy its data."""
+    pairs = exposure_pairs(20, seed=5)
+    res = finetune(pairs, base=fresh_base(), seconds=0, seed=0, config=Config(**FAST))
+    m = res.metrics
+    assert m["steps"] == 0 and m["distill_lambda"] is not None
+    assert m["val_delta_e_personal"] < 0.6 * m["val_delta_e_no_edit"]
+    off = finetune(pairs, base=fresh_base(), seconds=0, seed=0, config=Config(**FAST, search_iters=0))
+    assert (
+        off.metrics["distill_lambda"] is None
+        and off.metrics["val_delta_e_personal"] > m["val_delta_e_personal"]
+    )
 
 
 def test_finetune_serves_the_distilled_blend_only_when_it_validates_better_and_it_survives_the_file():

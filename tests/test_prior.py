@@ -14,14 +14,16 @@ from rlcore.agent import Config, finetune
 from rlcore.features import features
 from rlcore.modelfile import PersonalModel, load_model, model_bytes
 from rlcore.networks import (
+    DistilledActor,
     FixedStyleCritic,
+    LinearPolicy,
     StyleActor,
     StyleCritic,
     StyleEncoder,
     StylePolicy,
     pair_features,
 )
-from rlcore.prior import PriorConfig, train_prior
+from rlcore.prior import PriorConfig, make_bank, search_best_actions, train_prior
 from tests.test_agent import FAST, exposure_pairs, scenes
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -34,6 +36,11 @@ def random_prior(seed: int = 0, style_dim: int = 8) -> PersonalModel:
     actor = StyleActor(StylePolicy(style_dim=style_dim, hidden=32), z0)
     critic = FixedStyleCritic(StyleCritic(style_dim=style_dim, hidden=32), z0)
     return PersonalModel(actor, critic, metadata={"kind": "prior"}, encoder=encoder)
+
+
+def style_actor(model: PersonalModel) -> StyleActor:
+    """The style policy with its code, inside a distilled model or not."""
+    return model.actor.actor if isinstance(model.actor, DistilledActor) else model.actor
 
 
 def test_the_encoder_reads_a_set_order_free_and_ignores_masked_pairs():
@@ -59,6 +66,13 @@ def test_a_style_model_file_round_trips_with_its_encoder_and_plain_files_still_l
     b, a = scenes(5, 4), scenes(5, 5)
     assert torch.equal(loaded.encoder.encode(b, a), prior.encoder.encode(b, a))
     assert load_model(model_bytes(PersonalModel(loaded.actor, None))).encoder is None
+    linear = LinearPolicy()
+    torch.nn.init.normal_(linear.linear.weight, std=0.1)
+    distilled = PersonalModel(DistilledActor(prior.actor, linear), prior.critic)
+    again = load_model(model_bytes(distilled))
+    assert again.metadata["arch"]["family"] == "style" and again.metadata["arch"]["distilled"]
+    assert torch.equal(again.predict_actions(x), distilled.predict_actions(x))
+    assert not torch.equal(again.predict_actions(x), prior.predict_actions(x))
 
 
 def test_seconds_zero_gives_the_instant_model_and_training_never_ends_worse_than_it():
@@ -69,12 +83,14 @@ def test_seconds_zero_gives_the_instant_model_and_training_never_ends_worse_than
     assert m["steps"] == 0 and m["val_delta_e_personal"] <= m["val_delta_e_no_edit"]
     z = prior.encoder.encode(pairs.before[sorted(set(range(16)) - set(instant.val_idx))],
                              pairs.after[sorted(set(range(16)) - set(instant.val_idx))])  # fmt: skip
-    assert torch.allclose(instant.model.actor.z, z, atol=1e-6), "the instant code is the training pairs' code"
+    assert torch.allclose(style_actor(instant.model).z, z, atol=1e-6), "the instant code is the pairs' code"
     tuned = finetune(pairs, base=prior, seed=0, max_steps=80, config=Config(**FAST))
     t = tuned.metrics
     assert t["val_delta_e_personal"] <= min(t["val_delta_e_instant"], t["val_delta_e_no_edit"]) + 1e-6
     assert t["val_delta_e_personal"] < t["val_delta_e_no_edit"] - 1.0, "RL learns the exposure edit"
-    assert not torch.allclose(tuned.model.actor.z, instant.model.actor.z), "RL refines the code too"
+    assert not torch.allclose(style_actor(tuned.model).z, style_actor(instant.model).z), "RL refines the code"
+    again = load_model(model_bytes(tuned.model))  # distilled or not, a style model file round-trips
+    assert torch.equal(again.predict_actions(pairs.before), tuned.model.predict_actions(pairs.before))
     assert tuned.model.encoder is None and load_model(model_bytes(tuned.model)).metadata["kind"] == "personal"
 
 
@@ -90,3 +106,19 @@ def test_train_prior_keeps_its_best_validated_snapshot_and_is_deterministic():
     assert model.metadata["kind"] == "prior" and model.encoder is not None
     again = train_prior(photos, seed=0, max_steps=60, config=cfg)
     assert again.curve == res.curve, "deterministic for a seed with max_steps"
+
+
+def test_the_offline_search_finds_edits_close_to_each_style_and_near_known_sliders():
+    photos = [np.asarray(scenes(1, s)[0]) for s in range(6)]
+    bank = make_bank(photos, n_styles=12, photos_per_style=4, seed=0, env_size=16)
+    best_a, best_r = search_best_actions(
+        bank, size=16, iters=8, popsize=8, gen=torch.Generator().manual_seed(0)
+    )
+    assert best_a.shape == (12, 4, 12) and best_r.shape == (12, 4)
+    assert (best_r >= 0).all(), "never worse than no edit: the search keeps 'no edit' when nothing helps"
+    changed = bank.baseline > 1.0  # pairs the style visibly changed
+    assert (best_r[changed] > 0.3 * bank.baseline[changed]).float().mean() > 0.8
+    # slider styles start from their own sliders, which reproduce the after: their reward stays near the most
+    known = bank.has_sliders & changed
+    if known.any():
+        assert (best_r[known] > 0.8 * bank.baseline[known]).all()
