@@ -184,15 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "train-base",
-        help="train the base model from a folder of photos (style prior, or distort-and-recover)",
+        help="train the base model from a folder of photos (a style prior, or distort-and-recover)",
     )
     s.add_argument("--images", required=True, help="folder of photos (searched recursively)")
     s.add_argument(
         "--method",
         choices=("prior", "plain"),
-        default="plain",
-        help="plain: a distort-and-recover enhancer (default, as shipped); prior: a style prior across "
-        "generated styles (rlcore.prior; not shipped yet, see docs/agent.md)",
+        default="prior",
+        help="prior: a style prior across generated styles (rlcore.prior; default, as shipped); plain: a "
+        "distort-and-recover enhancer (the base shipped until 2026-11-26)",
     )
     s.add_argument("--out", required=True, help="model file to write")
     s.add_argument("--seconds", type=float, default=300.0, help="time budget (default 300)")

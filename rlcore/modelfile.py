@@ -107,7 +107,7 @@ class PersonalModel:
         meta["critic_params"] = n_params(critic) if critic is not None else 0
         if not meta.get("model_id"):
             meta["model_id"] = f"{meta['kind']}-{_weights_hash(self._tensors())}"
-        if meta["kind"] == "base":
+        if meta["kind"] in ("base", "prior"):  # a base (plain or a style prior) is its own version
             meta.setdefault("base_version", meta["model_id"])
         self.metadata = meta
 

@@ -461,6 +461,7 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
         on_progress(Progress(step, 1.0, 0.0, cfg.eps_end, last_reward, best_val))
     metrics = {
         "val_delta_e_no_edit_env": round(val_no_edit, 4),
+        "val_delta_e_no_edit": round(val_no_edit_64, 4),  # at 64x64, as val_delta_e_prior
         "val_delta_e_prior": round(best_val, 4),
         "val_delta_e_searched": round(val_searched, 4),
         "val_gap_closed": round((val_no_edit_64 - best_val) / max(1e-6, val_no_edit_64 - val_searched), 4),
