@@ -538,8 +538,14 @@ def main(argv=None) -> int:
     p.add_argument(
         "--main-only", action="store_true", help="the full mode's main column only (60 s, 50 pairs, one seed)"
     )
-    p.add_argument("--pairs-curve", help="pair counts for the pairs curve, e.g. 10 (comma-separated; replaces the mode's)")
-    p.add_argument("--budget-curve", help="budgets in s for the budget curve, e.g. 0 (comma-separated; replaces the mode's)")
+    p.add_argument(
+        "--pairs-curve",
+        help="pair counts for the pairs curve, e.g. 10 (comma-separated; replaces the mode's)",
+    )
+    p.add_argument(
+        "--budget-curve",
+        help="budgets in s for the budget curve, e.g. 0 (comma-separated; replaces the mode's)",
+    )
     p.add_argument("--styles", default="all", help="comma-separated style names or 'all'")
     p.add_argument("--seconds", type=float, help="the main column's fine-tuning budget (default: the mode's)")
     p.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="processes")

@@ -102,9 +102,13 @@ class Page:
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
     def wait(self, predicate, timeout: float = 30, message: str = "the page"):
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(
+        # a predicate may read the page while it is being replaced (a form posted, a redirect): an element
+        # found on the old page is then stale, which means "not yet", not a failure
+        ignored = (NoSuchElementException, StaleElementReferenceException)
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.2, ignored_exceptions=ignored).until(
             lambda _: predicate(), message=f"timed out waiting for {message}"
         )
 
