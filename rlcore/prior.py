@@ -235,6 +235,27 @@ def default_code_pairs(photos: list[np.ndarray], n: int, seed: int) -> tuple[tor
     return camera_jitter(target, gen, 1.0), target
 
 
+# What an editor without a personal model gets must leave good photos essentially alone: the default
+# code's edits of untouched crops may change them by at most this much (mean dE00; bench/bench_base.py's goal,
+# about what a trained eye notices side by side).
+MILD_DELTA_E = 2.5
+DEFAULT_STRENGTHS = (1.0, 0.9, 0.8, 0.75, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+
+
+@torch.no_grad()
+def default_strength(actor: nn.Module, photos: list[np.ndarray], seed: int, n: int = 400) -> float:
+    """The largest strength at which the default code's edits of untouched crops of `photos` (the prior's
+    own photos) change them by at most MILD_DELTA_E; it is served with the prior to editors without a
+    personal model (fine-tuning calibrates its own)."""
+    crops = torch.from_numpy(random_crops(photos, n, np.random.default_rng(seed + 5), size=THUMB_SIZE))
+    feats, target = features(crops), reward.srgb_to_lab(crops)
+    actions = actor(feats, None)
+    for strength in DEFAULT_STRENGTHS:
+        if float(reward.mean_delta_e(edit(crops, actions * strength), target).mean()) <= MILD_DELTA_E:
+            return strength
+    return 0.0
+
+
 # ------------------------------------------------------------------------------------------------------
 # Training
 # ------------------------------------------------------------------------------------------------------
@@ -476,10 +497,18 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
         "train_seconds": round(time.monotonic() - run_start, 2),
         "seed": seed,
     }
+    actor = StyleActor(policy, z0)
+    strength = default_strength(actor, images, seed)
     model = PersonalModel(
-        StyleActor(policy, z0),
+        actor,
         FixedStyleCritic(critic, z0),
-        metadata={"kind": "prior", "metrics": metrics, "config": asdict(cfg), "source": source},
+        metadata={
+            "kind": "prior",
+            "metrics": metrics,
+            "config": asdict(cfg),
+            "source": source,
+            "strength": strength,
+        },  # fmt: skip
         encoder=encoder,
     )
     return FinetuneResult(model=model, metrics=metrics, curve=curve)

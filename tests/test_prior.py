@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlcore.agent import Config, finetune
+from rlcore import reward
+from rlcore.agent import Config, edit, finetune
+from rlcore.data import random_crops
 from rlcore.features import features
 from rlcore.modelfile import PersonalModel, load_model, model_bytes
 from rlcore.networks import (
@@ -23,7 +25,14 @@ from rlcore.networks import (
     StylePolicy,
     pair_features,
 )
-from rlcore.prior import PriorConfig, make_bank, search_best_actions, train_prior
+from rlcore.prior import (
+    MILD_DELTA_E,
+    PriorConfig,
+    default_strength,
+    make_bank,
+    search_best_actions,
+    train_prior,
+)
 from tests.test_agent import FAST, exposure_pairs, scenes
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -122,3 +131,23 @@ def test_the_offline_search_finds_edits_close_to_each_style_and_near_known_slide
     known = bank.has_sliders & changed
     if known.any():
         assert (best_r[known] > 0.8 * bank.baseline[known]).all()
+
+
+def test_the_default_strength_keeps_good_photos_nearly_untouched():
+    photos = [np.asarray(scenes(1, s)[0]) for s in range(6)]
+
+    class Constant(torch.nn.Module):  # the same strong edit of every photo
+        def __init__(self, value: float):
+            super().__init__()
+            self.value = value
+
+        def forward(self, feats, conv_x=None, drop=0.0, noise=0.0):
+            return torch.full((len(feats), 12), self.value)
+
+    assert default_strength(Constant(0.0), photos, seed=0) == 1.0
+    strong = Constant(0.05)  # about 4 dE00 at full strength
+    strength = default_strength(strong, photos, seed=0)
+    assert 0.0 < strength < 1.0
+    crops = torch.from_numpy(random_crops(photos, 100, np.random.default_rng(1), size=64))
+    changed = reward.mean_delta_e(edit(crops, strong(crops) * strength), reward.srgb_to_lab(crops)).mean()
+    assert float(changed) <= MILD_DELTA_E + 0.5  # other crops than the calibration's: a small margin
