@@ -29,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.scratch_server import scratch_settings  # noqa: E402
+
 # (module, attribute path, label): each wrapped to sum its CPU time.
 PHASES = [
     ("rest_framework.authentication", "TokenAuthentication.authenticate", "token authentication (query)"),
@@ -48,18 +50,7 @@ PHASES = [
 def scratch_environment(database_url: str) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="profile-predict-"))
     os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "personalize.settings",
-            "VAR_DIR": str(scratch),
-            "DATABASE_URL": database_url or f"sqlite:///{scratch / 'db.sqlite3'}",
-            "MEDIA_ROOT": str(scratch / "media"),
-            "THROTTLE_PREDICTIONS": "1000000/hour",
-            "DEBUG": "false",
-            "SECRET_KEY": "profile-" + "x" * 50,
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SECURE_SSL_REDIRECT": "false",
-            "OMP_NUM_THREADS": "1",
-        }
+        {"DJANGO_SETTINGS_MODULE": "personalize.settings", **scratch_settings(scratch, database_url)}
     )
 
 

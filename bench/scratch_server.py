@@ -33,11 +33,9 @@ class ScratchServer:
     process: subprocess.Popen  # gunicorn's master process
 
 
-@contextmanager
-def scratch_server(prefix: str, web_workers: int, database_url: str = "") -> Iterator[ScratchServer]:
-    scratch = Path(tempfile.mkdtemp(prefix=prefix))
-    env = {
-        **os.environ,
+def scratch_settings(scratch: Path, database_url: str = "") -> dict[str, str]:
+    """The service's settings for a benchmark: its own var/ and media in `scratch`, no throttling."""
+    return {
         "VAR_DIR": str(scratch),
         "DATABASE_URL": database_url or f"sqlite:///{scratch / 'db.sqlite3'}",
         "MEDIA_ROOT": str(scratch / "media"),
@@ -48,6 +46,12 @@ def scratch_server(prefix: str, web_workers: int, database_url: str = "") -> Ite
         "SECURE_SSL_REDIRECT": "false",
         "OMP_NUM_THREADS": "1",
     }
+
+
+@contextmanager
+def scratch_server(prefix: str, web_workers: int, database_url: str = "") -> Iterator[ScratchServer]:
+    scratch = Path(tempfile.mkdtemp(prefix=prefix))
+    env = {**os.environ, **scratch_settings(scratch, database_url)}
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     created = subprocess.run(

@@ -375,8 +375,9 @@ def distill(
     no_penalty_on_bias[-1] = 0
     forms = [(y, 1 - share, share) for share in sorted({mix, 1.0})] + [(y - actor_a, 1.0, 1.0)]
     best: tuple[float, DistilledActor | None, float | None] = (val.delta_e(actor), None, None)
+    gram = xs.T @ xs
     for target, actor_share, linear_share in forms:
-        gram, xty = xs.T @ xs, xs.T @ target
+        xty = xs.T @ target
         for lam in RIDGE_LAMBDAS:
             w = torch.linalg.solve(gram + lam * torch.diag(no_penalty_on_bias), xty)  # (F + 1, 12)
             linear = LinearPolicy(feats.shape[1], best_a.shape[1])
@@ -797,14 +798,13 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
             should_stop, on_progress, fp, t_start, searched,
         )  # fmt: skip
     val_actor, distill_lambda = val.delta_e(actor), None
-    if cfg.distill and instant and searched is not None:  # the instant model: the searched actions
+    if instant and searched is not None:  # the instant model learns from the searched actions
         before = torch.from_numpy(pairs.before[train_idx])
-        distilled, distill_lambda = distill(actor, features(before), conv_input(before), *searched, val,
-                                            cfg.distill_mix)  # fmt: skip
-        actor = distilled if distilled is not None else actor
-    elif cfg.distill and not instant:
-        distilled, distill_lambda = distill(actor, pool.feats, pool.conv, info["best_actions"],
-                                            info["best_rewards"], val, cfg.distill_mix)  # fmt: skip
+        states = (features(before), conv_input(before), *searched)
+    else:
+        states = None if instant else (pool.feats, pool.conv, info["best_actions"], info["best_rewards"])
+    if cfg.distill and states is not None:
+        distilled, distill_lambda = distill(actor, *states, val, cfg.distill_mix)
         actor = distilled if distilled is not None else actor
     strength, scores = calibrate_strength(val, actor)
     val_personal, val_unscaled = scores[strength], scores[1.0]

@@ -287,9 +287,7 @@ def _validate(bank: _Bank, encoder: StyleEncoder, policy: StylePolicy, context: 
     q = bank.n_photos - context
     f = bank.feats_before[:, context:].reshape(-1, bank.feats_before.shape[-1])
     a = policy(f, z.repeat_interleave(q, 0))
-    before = bank.before[:, context:].reshape(-1, THUMB_SIZE, THUMB_SIZE, 3)
-    target = bank.after[:, context:].reshape(-1, THUMB_SIZE, THUMB_SIZE, 3)
-    return float(reward.mean_delta_e(edit(before, a), reward.srgb_to_lab(target)).mean())
+    return _validate_actions(bank, a.reshape(bank.n_styles, q, 12), context)
 
 
 def _searched(
@@ -308,10 +306,11 @@ def _searched(
 
 @torch.no_grad()
 def _validate_actions(bank: _Bank, actions: torch.Tensor, context: int = VAL_CONTEXT) -> float:
-    """Mean dE00 (at 64x64) of given actions (S, P, 12) on the validation queries (as _validate scores)."""
+    """Mean dE00 (at 64x64) of actions (S, P - context, 12) for the validation queries: each style's
+    photos after the first `context`, whose pairs give the code."""
     before = bank.before[:, context:].reshape(-1, THUMB_SIZE, THUMB_SIZE, 3)
     target = bank.after[:, context:].reshape(-1, THUMB_SIZE, THUMB_SIZE, 3)
-    a = actions[:, context:].reshape(-1, 12)
+    a = actions.reshape(-1, 12)
     return float(reward.mean_delta_e(edit(before, a), reward.srgb_to_lab(target)).mean())
 
 
@@ -369,10 +368,10 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
 
     best_a, best_r = _searched(train, cfg, gen, searching)
     val_best_a, _ = _searched(val, cfg, gen)
-    val_searched = _validate_actions(val, val_best_a)
+    val_searched = _validate_actions(val, val_best_a[:, VAL_CONTEXT:])
     ptr = size = step = 0
     val_no_edit = float(val.baseline.mean())  # at env size; the curve below is at 64x64
-    val_no_edit_64 = _validate_actions(val, torch.zeros_like(val_best_a))
+    val_no_edit_64 = _validate_actions(val, torch.zeros_like(val_best_a[:, VAL_CONTEXT:]))
     best_val = _validate(val, encoder, policy)
     best_state = copy.deepcopy((encoder.state_dict(), policy.state_dict(), critic.state_dict()))
     best_step, curve = 0, [(0, best_val)]
@@ -508,7 +507,7 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
             "config": asdict(cfg),
             "source": source,
             "strength": strength,
-        },  # fmt: skip
+        },
         encoder=encoder,
     )
     return FinetuneResult(model=model, metrics=metrics, curve=curve)
