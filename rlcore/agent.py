@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -128,6 +129,14 @@ class Config:
     search_iters: int = 12
     search_popsize: int = 12
     search_size: int = 16  # global edits have nearly the same best sliders at any size: search small
+    # the instant model (seconds=0) searches camera-jittered copies of each before too (starting from the
+    # before's searched action): the linear policy then learns how the style answers a photo's exposure,
+    # colour cast and contrast, not only the training photos' own answers
+    instant_copies: int = 8
+    instant_copy_iters: int = 8
+    # the instant model picks its distillation form on the validation pairs and on this many folds of
+    # similar training photos (similar_photo_folds); not after RL, whose actor has seen every fold
+    distill_folds: int = 3
     # regularisation of the actor (fine-tuning has ~40 pairs of a few photos; the actor must generalise)
     actor_dropout: float = 0.1  # dropout on the actor's inputs and hidden layers in its update step
     feat_noise: float = 0.2  # Gaussian noise on the standardised features in the actor's update step
@@ -321,25 +330,67 @@ class _Val:
 # Global strengths tried on validation after fine-tuning; 0 is "no edit", so a published model never
 # validates worse than leaving the photos alone, on any machine and under any load.
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
-STRENGTH_MARGIN = 0.01  # dE00 a strength other than 1 must win by: one number fitted on few pairs
+STRENGTH_MARGIN = 0.01  # dE00 a strength other than 1 must win by, at the least
 
 
 def calibrate_strength(val: _Val, actor: Actor) -> tuple[float, dict[float, float]]:
     """The global strength (scaling every slider) to publish, and the validation dE00 of every strength tried.
 
-    Strength 1 (the actor as trained) is kept unless another strength is better by STRENGTH_MARGIN, or
-    the actor is worse than no edit at all.
+    Strength 1 (the actor as trained) is kept unless the actor is worse than no edit at all, or another
+    strength is better by STRENGTH_MARGIN and by more than the standard error of its per-pair gains: with
+    a handful of validation pairs (10 pairs leave 2) a lucky pair must not rescale every photo.
     """
-    scores = {s: val.delta_e(actor, s) for s in STRENGTHS}
+    per_pair = {s: val.per_pair(actor, s) for s in STRENGTHS}
+    scores = {s: float(v.mean()) for s, v in per_pair.items()}
     best = min(scores, key=scores.get)
-    if scores[1.0] <= scores[0.0] and scores[1.0] - scores[best] < STRENGTH_MARGIN:
-        best = 1.0
+    if scores[1.0] <= scores[0.0]:
+        gains = per_pair[1.0] - per_pair[best]
+        noise = float(gains.std() / len(gains) ** 0.5) if len(gains) > 1 else float("inf")
+        if float(gains.mean()) < max(STRENGTH_MARGIN, noise):
+            best = 1.0
     return best, scores
 
 
 # Ridge penalties tried by ``distill`` (standardised features, ~1,000 states): small ones let the policy
 # follow the photo closely, large ones tend to one slider vector for every photo (a preset).
 RIDGE_LAMBDAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+
+
+@dataclass
+class _Fold:
+    """One fold of the cross-validation ``distill`` can add to the validation pairs."""
+
+    held_out: torch.Tensor  # bool (P,): states left out of this fold's fit (some befores and their copies)
+    test: _Val  # those befores (originals only) and their afters
+
+
+def similar_photo_folds(pool: _Pool, k: int, seed: int) -> list[_Fold]:
+    """k folds of the pool's training pairs, each a cluster of befores with similar colour statistics.
+
+    Clusters, not random pairs: an editor's pairs come in series (a shoot, crops of one photo), and a fold
+    that keeps a photo's neighbours in the fit says how well a policy does on that photo, not on the next
+    shoot. k-means (OpenCV) on the originals' standardised features, started from a seeded assignment.
+    """
+    n = len(pool.idx_original)
+    if k < 2 or n < 2 * k:
+        return []
+    x = pool.feats[pool.idx_original]
+    x = ((x - x.mean(0)) / (x.std(0) + 1e-6)).numpy().astype(np.float32)
+    start = (torch.randperm(n, generator=torch.Generator().manual_seed(seed)) % k).numpy().astype(np.int32)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-4)
+    _, labels, _ = cv2.kmeans(x, k, start.reshape(-1, 1), criteria, 1, cv2.KMEANS_USE_INITIAL_LABELS)
+    group = torch.from_numpy(labels.ravel().astype(np.int64))
+    pair_of_state = torch.arange(len(pool)) % n  # the pool holds the originals, then copies in their order
+    folds = []
+    for g in range(k):
+        members = torch.nonzero(group == g).squeeze(1)
+        if len(members) == 0:
+            continue
+        originals = pool.idx_original[members]
+        w = None if pool.weights is None else pool.weights[pool.pair[originals]]
+        test = _Val(pool.before[originals], pool.target[pool.pair[originals]], w)
+        folds.append(_Fold(group[pair_of_state] == g, test))
+    return folds
 
 
 def distill(
@@ -350,6 +401,7 @@ def distill(
     best_r: torch.Tensor,
     val: _Val,
     mix: float,
+    folds: list[_Fold] = (),
 ) -> tuple[DistilledActor | None, float | None]:
     """The RL actor combined with a linear policy fitted to the search's best confirmed actions.
 
@@ -358,39 +410,55 @@ def distill(
     form, one fit per penalty in RIDGE_LAMBDAS, in three forms: the blend (1 - mix) actor + mix linear,
     the linear policy alone (where the actor is poor), and the actor plus a linear correction fitted to
     what it misses (where the actor follows the photo well but is off by an editor-wide offset; large
-    penalties leave just that offset). The one that validates best is returned with its penalty, or
-    (None, None) when none validates better than the actor alone or fewer than two states have a
-    confirmed action: distillation never makes the validation dE00 worse.
+    penalties leave just that offset). The one with the lowest mean dE00 on the validation pairs, and on
+    each fold's befores when fitted without them (``similar_photo_folds``: more photos to choose on than
+    a fifth of the pairs), is returned with its penalty, or (None, None) when none scores better than the
+    actor alone or fewer than two states have a confirmed action.
     """
     keep = best_r > 0
     if int(keep.sum()) < 2:
         return None, None
-    with torch.no_grad():
-        actor_a = actor.eval()(feats[keep], conv[keep]).double()
     x = feats.double()
     mean, std = x.mean(0), x.std(0) + 1e-6
-    xs = torch.cat([(x[keep] - mean) / std, torch.ones(int(keep.sum()), 1, dtype=torch.float64)], 1)
-    y = best_a[keep].double()
+    xs = torch.cat([(x - mean) / std, torch.ones(len(x), 1, dtype=torch.float64)], 1)
     no_penalty_on_bias = torch.ones(xs.shape[1], dtype=torch.float64)
     no_penalty_on_bias[-1] = 0
-    forms = [(y, 1 - share, share) for share in sorted({mix, 1.0})] + [(y - actor_a, 1.0, 1.0)]
-    best: tuple[float, DistilledActor | None, float | None] = (val.delta_e(actor), None, None)
-    gram = xs.T @ xs
-    for target, actor_share, linear_share in forms:
-        xty = xs.T @ target
-        for lam in RIDGE_LAMBDAS:
-            w = torch.linalg.solve(gram + lam * torch.diag(no_penalty_on_bias), xty)  # (F + 1, 12)
-            linear = LinearPolicy(feats.shape[1], best_a.shape[1])
-            with torch.no_grad():
-                linear.feat_mean.copy_(mean.float())
-                linear.feat_std.copy_(std.float())
-                linear.linear.weight.copy_(w[:-1].T.float())
-                linear.linear.bias.copy_(w[-1].float())
-            combined = DistilledActor(actor, linear, linear_share, actor_share).eval()
-            score = val.delta_e(combined)
-            if score < best[0]:
-                best = (score, combined, lam)
-    return best[1], best[2]
+    with torch.no_grad():
+        actor_a = actor.eval()(feats, conv).double()
+
+    def candidates(fit: torch.Tensor) -> dict[tuple[float, float, float], DistilledActor]:
+        """(actor share, linear share, penalty) -> the combined policy, fitted on states `fit`."""
+        y = best_a[fit].double()
+        forms = [(y, 1 - share, share) for share in sorted({mix, 1.0})] + [(y - actor_a[fit], 1.0, 1.0)]
+        gram = xs[fit].T @ xs[fit]
+        out = {}
+        for target, actor_share, linear_share in forms:
+            xty = xs[fit].T @ target
+            for lam in RIDGE_LAMBDAS:
+                w = torch.linalg.solve(gram + lam * torch.diag(no_penalty_on_bias), xty)  # (F + 1, 12)
+                linear = LinearPolicy(feats.shape[1], best_a.shape[1])
+                with torch.no_grad():
+                    linear.feat_mean.copy_(mean.float())
+                    linear.feat_std.copy_(std.float())
+                    linear.linear.weight.copy_(w[:-1].T.float())
+                    linear.linear.bias.copy_(w[-1].float())
+                out[(actor_share, linear_share, lam)] = DistilledActor(
+                    actor, linear, linear_share, actor_share
+                ).eval()
+        return out
+
+    full = candidates(keep)
+    total = {None: float(val.per_pair(actor).sum())}  # the actor alone, kept on a tie
+    total |= {key: float(val.per_pair(c).sum()) for key, c in full.items()}
+    for fold in folds:
+        fit = keep & ~fold.held_out
+        if int(fit.sum()) < 2:
+            continue
+        for key, c in candidates(fit).items():
+            total[key] += float(fold.test.per_pair(c).sum())
+        total[None] += float(fold.test.per_pair(actor).sum())
+    best = min(total, key=total.get)
+    return (None, None) if best is None else (full[best], best[2])
 
 
 def _augment_pool(
@@ -798,13 +866,18 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
             should_stop, on_progress, fp, t_start, searched,
         )  # fmt: skip
     val_actor, distill_lambda = val.delta_e(actor), None
-    if instant and searched is not None:  # the instant model learns from the searched actions
-        before = torch.from_numpy(pairs.before[train_idx])
-        states = (features(before), conv_input(before), *searched)
+    folds = []
+    if instant and searched is not None:  # the instant model learns from the searched actions, of the
+        # befores and of camera-jittered copies of them; the prior's policy was not fitted to these pairs
+        # (only its code was read from them), so cross-validation can say how each form does on other photos
+        pool = _augment_pool(pairs, train_idx, cfg.instant_copies, cfg.aug_strength, seed, cfg.search_size,
+                             cfg.aug_target)  # fmt: skip
+        states = (pool.feats, pool.conv, *_search_pool(pool, searched, cfg, seed))
+        folds = similar_photo_folds(pool, cfg.distill_folds, seed)
     else:
         states = None if instant else (pool.feats, pool.conv, info["best_actions"], info["best_rewards"])
     if cfg.distill and states is not None:
-        distilled, distill_lambda = distill(actor, *states, val, cfg.distill_mix)
+        distilled, distill_lambda = distill(actor, *states, val, cfg.distill_mix, folds)
         actor = distilled if distilled is not None else actor
     strength, scores = calibrate_strength(val, actor)
     val_personal, val_unscaled = scores[strength], scores[1.0]
@@ -857,6 +930,31 @@ def _search_pairs(ps: PairSet, idx: np.ndarray, cfg: Config, seed: int):
     weights = None if ps.weights is None else _resize_w(torch.from_numpy(ps.weights[idx]), size)
     return search_actions(before, target, torch.zeros(len(idx), 12), cfg.search_iters, cfg.search_popsize, gen,
                           weights)  # fmt: skip
+
+
+def _search_pool(pool: _Pool, searched: tuple[torch.Tensor, torch.Tensor], cfg: Config, seed: int):
+    """search_actions on every state of the pool: (P, 12), (P,) best actions and rewards.
+
+    The originals keep their searched actions (``searched``, from ``_search_pairs``); each jittered copy
+    starts from its original's action, so a shorter search (cfg.instant_copy_iters) finds what the style
+    does differently for a darker, bluer or flatter version of the photo.
+    """
+    gen = torch.Generator().manual_seed(seed * 7919 + 31)
+    size = cfg.search_size
+    n = len(pool.idx_original)
+    copies = pool.idx_augmented
+    if len(copies) == 0:
+        return searched
+    start = searched[0][copies % n]  # states are the originals, then each copy of them in the same order
+    t = pool.pair[copies]
+    before = resize_u8(pool.before[copies], size)
+    target = reward.srgb_to_lab(resize_u8(pool.target[t], size))
+    weights = None if pool.weights is None else _resize_w(pool.weights[t], size)
+    a, r = search_actions(before, target, start, cfg.instant_copy_iters, cfg.search_popsize, gen, weights)
+    best_a, best_r = torch.zeros(len(pool), 12), torch.zeros(len(pool))
+    best_a[pool.idx_original], best_r[pool.idx_original] = searched
+    best_a[copies], best_r[copies] = a, r
+    return best_a, best_r
 
 
 def validation_delta_e(model: PersonalModel, pairs: PairSet, idx: list[int] | np.ndarray) -> float:

@@ -263,6 +263,60 @@ def test_a_published_model_never_validates_worse_than_no_edit():
     assert not sliders.any(), "a model calibrated to strength 0 suggests no edit"
 
 
+def test_calibration_keeps_strength_1_unless_the_gain_is_more_than_noise():
+    """Two validation pairs, one much better at 1.5 and one worse: a lucky pair must not rescale every
+    photo. Ten pairs that all gain at 1.5: rescaled."""
+    from rlcore.agent import _Val, calibrate_strength
+
+    exposure = editor.ADJUSTMENTS.index("exposure")
+    before = scenes(12, 11)
+    sliders = torch.zeros(12, 12)
+    sliders[:, exposure] = 45.0
+    sliders[1, exposure] = 15.0  # this editor barely brightened the second photo
+    after = editor.apply_batch(torch.from_numpy(before), sliders).numpy()
+
+    class PlusThirty(torch.nn.Module):
+        def forward(self, feats, conv_x):
+            a = torch.zeros(len(feats), 12)
+            a[:, exposure] = 0.3
+            return a
+
+    two = _Val(torch.from_numpy(before[:2]), torch.from_numpy(after[:2]), None)
+    strength, scores = calibrate_strength(two, PlusThirty())
+    assert min(scores, key=scores.get) != 1.0 and strength == 1.0
+    ten = _Val(torch.from_numpy(before[2:]), torch.from_numpy(after[2:]), None)
+    strength, scores = calibrate_strength(ten, PlusThirty())
+    assert strength == 1.5 == min(scores, key=scores.get)
+
+
+def test_folds_group_similar_photos():
+    """Crops of one photo look alike: the folds the instant model chooses its form on keep each photo's
+    crops together, so a fold's photos are new to the fit that is scored on them."""
+    from PIL import Image
+
+    from rlcore.agent import _augment_pool, similar_photo_folds
+
+    photos = [np.asarray(Image.fromarray(p).resize((192, 192))) for p in scenes(3, 12)]
+    gen = np.random.default_rng(0)
+    crops, source = [], []
+    for i, p in enumerate(photos):
+        for _ in range(6):
+            y, x = gen.integers(0, 48, 2)
+            crops.append(np.asarray(Image.fromarray(p[y : y + 144, x : x + 144]).resize((64, 64))))
+            source.append(i)
+    before = np.stack(crops)
+    pool = _augment_pool(PairSet(before, before.copy()), np.arange(18), 2, 1.0, 0, 16)
+    folds = similar_photo_folds(pool, 3, seed=0)
+    assert len(folds) == 3
+    source = torch.tensor(source)
+    for fold in folds:
+        held = torch.nonzero(fold.held_out[:18]).squeeze(1)
+        assert len(torch.unique(source[held])) == 1 and len(held) == 6
+        assert torch.equal(fold.held_out[18:36], fold.held_out[:18])  # each copy goes with its before
+        assert len(fold.test.before) == 6
+    assert similar_photo_folds(pool, 10, seed=0) == [], "fewer than two pairs a fold: no cross-validation"
+
+
 def test_calibrated_strength_travels_with_the_model_file_and_scales_its_sliders():
     from rlcore.modelfile import load_model, model_bytes
 
