@@ -306,6 +306,7 @@ def score_run(out: dict, held: bench_pairs.Pairs, no_edit: float, optimum: float
         "wall_seconds": out["wall_seconds"],
         "distinct_photos": out["distinct_photos"],
         "strength": out["metrics"].get("strength"),
+        "policy": out["metrics"].get("policy"),  # "fine_tuned" or "instant" (RL did not beat it)
         "sliders": sliders,
     }
 

@@ -847,7 +847,6 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
             with torch.no_grad():
                 actor.conv[2].weight.zero_()
                 actor.conv[2].bias.zero_()
-    val_instant = val.delta_e(actor)
     fp = _fingerprint(
         pairs.before,
         pairs.after,
@@ -855,9 +854,16 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         extra=f"{seed}|{face_weight}|{asdict(cfg)}|{base.metadata.get('model_id')}",
     )
     searched = _search_pairs(pairs, train_idx, cfg, seed)
+    # the instant model comes first: it is the answer for seconds=0, and RL must end better on validation
+    instant_actor, instant_lambda = _instant_policy(
+        copy.deepcopy(actor), pairs, train_idx, searched, val, cfg, seed
+    )
+    val_instant = val.delta_e(instant_actor)
     if instant:
         info = {"steps": 0, "env_steps": 0, "best_step": 0, "stopped_early": False, "curve": [(0, val_instant)],
                 "pool_best_reward_original": None, "train_seconds": time.monotonic() - t_start}  # fmt: skip
+        val_actor = val_instant
+        actor, distill_lambda, policy = instant_actor, instant_lambda, "instant"
     else:
         pool = _augment_pool(pairs, train_idx, copies, cfg.aug_strength, seed, cfg.env_size, cfg.aug_target)
         info = _train(
@@ -865,20 +871,14 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
             Path(checkpoint_path) if checkpoint_path is not None else None,
             should_stop, on_progress, fp, t_start, searched,
         )  # fmt: skip
-    val_actor, distill_lambda = val.delta_e(actor), None
-    folds = []
-    if instant and searched is not None:  # the instant model learns from the searched actions, of the
-        # befores and of camera-jittered copies of them; the prior's policy was not fitted to these pairs
-        # (only its code was read from them), so cross-validation can say how each form does on other photos
-        pool = _augment_pool(pairs, train_idx, cfg.instant_copies, cfg.aug_strength, seed, cfg.search_size,
-                             cfg.aug_target)  # fmt: skip
-        states = (pool.feats, pool.conv, *_search_pool(pool, searched, cfg, seed))
-        folds = similar_photo_folds(pool, cfg.distill_folds, seed)
-    else:
-        states = None if instant else (pool.feats, pool.conv, info["best_actions"], info["best_rewards"])
-    if cfg.distill and states is not None:
-        distilled, distill_lambda = distill(actor, *states, val, cfg.distill_mix, folds)
-        actor = distilled if distilled is not None else actor
+        val_actor, distill_lambda, policy = val.delta_e(actor), None, "fine_tuned"
+        if cfg.distill:
+            distilled, distill_lambda = distill(
+                actor, pool.feats, pool.conv, info["best_actions"], info["best_rewards"], val, cfg.distill_mix
+            )
+            actor = distilled if distilled is not None else actor
+        if val_instant < val.delta_e(actor):
+            actor, distill_lambda, policy = instant_actor, instant_lambda, "instant"
     strength, scores = calibrate_strength(val, actor)
     val_personal, val_unscaled = scores[strength], scores[1.0]
     metrics = {
@@ -889,6 +889,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         "val_delta_e_unscaled": round(val_unscaled, 4),
         "val_delta_e_actor": round(val_actor, 4),  # the RL actor alone, before distillation
         "distill_lambda": distill_lambda,
+        "policy": policy,  # what is served: "fine_tuned" (RL, distilled) or "instant" (where RL did not beat it)
         "strength": strength,
         # what the calibration did: "kept" the actor as trained, "scaled" it, or fell back to "no_edit"
         "calibration": "kept" if strength == 1.0 else "no_edit" if strength == 0.0 else "scaled",
@@ -917,6 +918,24 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         },
     )
     return FinetuneResult(model=model, metrics=metrics, curve=info["curve"], val_idx=val_idx.tolist())
+
+
+def _instant_policy(actor, ps: PairSet, train_idx: np.ndarray, searched, val: _Val, cfg: Config, seed: int):
+    """The instant model: `actor` (the base's, or the prior's policy with the pairs' code) distilled with
+    the searched actions of the training befores and of camera-jittered copies of them: (policy, penalty).
+
+    The actor was not fitted to these pairs (a prior's code was only read from them), so cross-validation
+    on folds of similar photos can say how each distillation form does on other photos.
+    """
+    if not cfg.distill or searched is None:
+        return actor, None
+    pool = _augment_pool(
+        ps, train_idx, cfg.instant_copies, cfg.aug_strength, seed, cfg.search_size, cfg.aug_target
+    )
+    best_a, best_r = _search_pool(pool, searched, cfg, seed)
+    folds = similar_photo_folds(pool, cfg.distill_folds, seed)
+    distilled, lam = distill(actor, pool.feats, pool.conv, best_a, best_r, val, cfg.distill_mix, folds)
+    return (actor, None) if distilled is None else (distilled, lam)
 
 
 def _search_pairs(ps: PairSet, idx: np.ndarray, cfg: Config, seed: int):
