@@ -134,6 +134,7 @@ class Config:
     # colour cast and contrast, not only the training photos' own answers
     instant_copies: int = 8
     instant_copy_iters: int = 8
+    instant_states_max: int = 512  # fewer copies per pair when there are many pairs (search: ~15 ms a state)
     # the instant model picks its distillation form on the validation pairs and on this many folds of
     # similar training photos (similar_photo_folds); not after RL, whose actor has seen every fold
     distill_folds: int = 3
@@ -343,12 +344,17 @@ def calibrate_strength(val: _Val, actor: Actor) -> tuple[float, dict[float, floa
     per_pair = {s: val.per_pair(actor, s) for s in STRENGTHS}
     scores = {s: float(v.mean()) for s, v in per_pair.items()}
     best = min(scores, key=scores.get)
-    if scores[1.0] <= scores[0.0]:
-        gains = per_pair[1.0] - per_pair[best]
-        noise = float(gains.std() / len(gains) ** 0.5) if len(gains) > 1 else float("inf")
-        if float(gains.mean()) < max(STRENGTH_MARGIN, noise):
-            best = 1.0
+    if scores[1.0] <= scores[0.0] and not _clearly_better(per_pair[best], per_pair[1.0]):
+        best = 1.0
     return best, scores
+
+
+def _clearly_better(new: torch.Tensor, old: torch.Tensor) -> bool:
+    """Whether per-pair validation dE00 `new` beats `old` by STRENGTH_MARGIN on average and by more than
+    the standard error of the per-pair gains (one lucky pair among a few is not evidence)."""
+    gains = old - new
+    noise = float(gains.std() / len(gains) ** 0.5) if len(gains) > 1 else float("inf")
+    return float(gains.mean()) >= max(STRENGTH_MARGIN, noise)
 
 
 # Ridge penalties tried by ``distill`` (standardised features, ~1,000 states): small ones let the policy
@@ -859,6 +865,8 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         copy.deepcopy(actor), pairs, train_idx, searched, val, cfg, seed
     )
     val_instant = val.delta_e(instant_actor)
+    if should_stop is not None and should_stop():
+        raise Cancelled("fine-tuning cancelled")
     if instant:
         info = {"steps": 0, "env_steps": 0, "best_step": 0, "stopped_early": False, "curve": [(0, val_instant)],
                 "pool_best_reward_original": None, "train_seconds": time.monotonic() - t_start}  # fmt: skip
@@ -877,7 +885,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
                 actor, pool.feats, pool.conv, info["best_actions"], info["best_rewards"], val, cfg.distill_mix
             )
             actor = distilled if distilled is not None else actor
-        if val_instant < val.delta_e(actor):
+        if not _clearly_better(val.per_pair(actor), val.per_pair(instant_actor)):
             actor, distill_lambda, policy = instant_actor, instant_lambda, "instant"
     strength, scores = calibrate_strength(val, actor)
     val_personal, val_unscaled = scores[strength], scores[1.0]
@@ -929,9 +937,8 @@ def _instant_policy(actor, ps: PairSet, train_idx: np.ndarray, searched, val: _V
     """
     if not cfg.distill or searched is None:
         return actor, None
-    pool = _augment_pool(
-        ps, train_idx, cfg.instant_copies, cfg.aug_strength, seed, cfg.search_size, cfg.aug_target
-    )
+    copies = min(cfg.instant_copies, cfg.instant_states_max // len(train_idx))
+    pool = _augment_pool(ps, train_idx, copies, cfg.aug_strength, seed, cfg.search_size, cfg.aug_target)
     best_a, best_r = _search_pool(pool, searched, cfg, seed)
     folds = similar_photo_folds(pool, cfg.distill_folds, seed)
     distilled, lam = distill(actor, pool.feats, pool.conv, best_a, best_r, val, cfg.distill_mix, folds)

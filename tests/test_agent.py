@@ -165,7 +165,7 @@ def test_resume_from_checkpoint_continues_the_same_run(tmp_path):
 
     def stop_after_20():
         polls["n"] += 1
-        return polls["n"] > 20  # polled once before each step: stops after step 20
+        return polls["n"] > 21  # polled after the instant model, then before each step: stops after step 20
 
     with pytest.raises(Cancelled):
         finetune(ps, base=fresh_base(), seed=1, max_steps=40, seconds=60, checkpoint_path=ckpt,
@@ -194,6 +194,8 @@ def test_should_stop_raises_cancelled_quickly():
     with pytest.raises(Cancelled):
         finetune(ps, base=fresh_base(), seconds=60, should_stop=lambda: True, config=Config(**FAST))
     assert time.monotonic() - t < 10
+    with pytest.raises(Cancelled):  # the instant model (seconds=0) is cancellable too
+        finetune(ps, base=fresh_base(), seconds=0, should_stop=lambda: True, config=Config(**FAST))
 
 
 def test_progress_and_time_budget():
