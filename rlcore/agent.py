@@ -126,14 +126,14 @@ class Config:
     # before RL, a short black-box search (search_actions) per training pair gives each original before
     # a first confirmed best action: RL explores around it and imitates it, distillation (and the instant
     # model) fits the linear policy to it. 0 iterations: start from "no edit" as the seed does.
-    search_iters: int = 12
+    search_iters: int = 24
     search_popsize: int = 12
     search_size: int = 16  # global edits have nearly the same best sliders at any size: search small
     # the instant model (seconds=0) searches camera-jittered copies of each before too (starting from the
     # before's searched action): the linear policy then learns how the style answers a photo's exposure,
     # colour cast and contrast, not only the training photos' own answers
     instant_copies: int = 8
-    instant_copy_iters: int = 8
+    instant_copy_iters: int = 12
     instant_states_max: int = 512  # fewer copies per pair when there are many pairs (search: ~15 ms a state)
     # the instant model picks its distillation form on the validation pairs and on this many folds of
     # similar training photos (similar_photo_folds); not after RL, whose actor has seen every fold
