@@ -288,6 +288,12 @@ class _Pool:
     def __len__(self):
         return self.before.shape[0]
 
+    @property
+    def source(self) -> torch.Tensor:
+        """long (P,): the training pair each state was made from (``_augment_pool`` puts the originals
+        first, then each round of jittered copies in the same order)."""
+        return torch.arange(len(self)) % len(self.idx_original)
+
     def sample(self, n: int, gen: torch.Generator, p_original: float) -> torch.Tensor:
         if len(self.idx_augmented) == 0 or len(self.idx_original) == 0:
             return torch.randint(len(self), (n,), generator=gen)
@@ -386,7 +392,6 @@ def similar_photo_folds(pool: _Pool, k: int, seed: int) -> list[_Fold]:
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-4)
     _, labels, _ = cv2.kmeans(x, k, start.reshape(-1, 1), criteria, 1, cv2.KMEANS_USE_INITIAL_LABELS)
     group = torch.from_numpy(labels.ravel().astype(np.int64))
-    pair_of_state = torch.arange(len(pool)) % n  # the pool holds the originals, then copies in their order
     folds = []
     for g in range(k):
         members = torch.nonzero(group == g).squeeze(1)
@@ -395,7 +400,7 @@ def similar_photo_folds(pool: _Pool, k: int, seed: int) -> list[_Fold]:
         originals = pool.idx_original[members]
         w = None if pool.weights is None else pool.weights[pool.pair[originals]]
         test = _Val(pool.before[originals], pool.target[pool.pair[originals]], w)
-        folds.append(_Fold(group[pair_of_state] == g, test))
+        folds.append(_Fold(group[pool.source] == g, test))
     return folds
 
 
@@ -967,11 +972,10 @@ def _search_pool(pool: _Pool, searched: tuple[torch.Tensor, torch.Tensor], cfg: 
     """
     gen = torch.Generator().manual_seed(seed * 7919 + 31)
     size = cfg.search_size
-    n = len(pool.idx_original)
     copies = pool.idx_augmented
     if len(copies) == 0:
         return searched
-    start = searched[0][copies % n]  # states are the originals, then each copy of them in the same order
+    start = searched[0][pool.source[copies]]
     t = pool.pair[copies]
     before = resize_u8(pool.before[copies], size)
     target = reward.srgb_to_lab(resize_u8(pool.target[t], size))
