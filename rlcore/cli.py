@@ -63,13 +63,26 @@ def _train_and_save(label: str, train, out: str, data, **kwargs) -> int:
 def cmd_train_base(args) -> int:
     from rlcore.agent import train_base
     from rlcore.data import load_images
-    from rlcore.prior import train_prior
+    from rlcore.prior import PriorConfig, train_prior
 
     images = load_images(args.images)
-    train = train_prior if args.method == "prior" else train_base
+    if args.method == "plain":
+        if args.styles is not None or args.threads is not None:
+            raise CLIError("--styles and --threads are options of --method prior")
+        return _train_and_save(
+            "train-base", train_base, args.out, images, seconds=args.seconds, seed=args.seed,
+            source=str(args.images),
+        )  # fmt: skip
+    config = PriorConfig.for_budget(args.seconds)
+    if args.styles is not None:  # validation styles in the same proportion as for_budget's (<= 96)
+        config.n_styles = args.styles
+        config.val_styles = min(PriorConfig.val_styles, max(8, args.styles // 16))
+    if args.threads is not None:
+        config.threads = args.threads
     return _train_and_save(
-        "train-base", train, args.out, images, seconds=args.seconds, seed=args.seed, source=str(args.images)
-    )
+        "train-base", train_prior, args.out, images, seconds=args.seconds, seed=args.seed, config=config,
+        source=str(args.images),
+    )  # fmt: skip
 
 
 def cmd_finetune(args) -> int:
@@ -197,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="model file to write")
     s.add_argument("--seconds", type=float, default=300.0, help="time budget (default 300)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--styles",
+        type=int,
+        help="prior: generated training styles (default: one per 2 s of budget, <= 2400)",
+    )
+    s.add_argument("--threads", type=int, help="prior: CPU threads for torch (default 1)")
     s.set_defaults(func=cmd_train_base)
 
     s = sub.add_parser("finetune", help="learn one editor's style from a pairs directory")

@@ -70,6 +70,9 @@ class PriorConfig:
     n_styles: int = 2400  # training styles (validation styles come on top)
     val_styles: int = 96
     photos_per_style: int = 24
+    # "restore" styles: the editor only undoes the camera's errors and leaves photos that need nothing alone
+    # (see make_bank); what an editor without a personal model gets is such a style's code
+    restore_fraction: float = 0.1
     env_size: int = 32  # the reward's thumbnail side while training (validation: 64)
     # one iteration
     styles_per_batch: int = 32
@@ -169,9 +172,20 @@ def _chunked(fn, x: torch.Tensor, size: int = 4096) -> torch.Tensor:
 
 
 def make_bank(
-    photos: list[np.ndarray], n_styles: int, photos_per_style: int, seed: int, env_size: int
+    photos: list[np.ndarray],
+    n_styles: int,
+    photos_per_style: int,
+    seed: int,
+    env_size: int,
+    restore_fraction: float = 0.0,
 ) -> _Bank:
-    """Generated styles applied to camera-like befores cut from photos (crops differ per style)."""
+    """Generated styles applied to camera-like befores cut from photos (crops differ per style).
+
+    A `restore_fraction` of the styles are "restore" styles instead: their after is the crop as it was
+    before the camera's errors, and a random share of their befores (up to MAX_UNTOUCHED) is that crop
+    itself, so the pair says "leave it alone". An editor without a personal model gets such a style
+    (default_code_pairs); trained on them, the prior learns when a photo needs nothing.
+    """
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     n = n_styles * photos_per_style
@@ -184,11 +198,21 @@ def make_bank(
         a, s = stylegen.apply(styles, which[i : i + 4096], befores[i : i + 4096])
         afters.append(a)
         sliders.append(s)
+    afters, sliders = torch.cat(afters), torch.cat(sliders)
+    n_restore = round(restore_fraction * n_styles)
+    if n_restore:  # drawn last, so that a bank without restore styles is the same as before they existed
+        restore = torch.zeros(n_styles, dtype=torch.bool)
+        restore[torch.randperm(n_styles, generator=gen)[:n_restore]] = True
+        share = torch.rand(n_styles, generator=gen) * MAX_UNTOUCHED
+        untouched = restore[which] & (torch.rand(n, generator=gen) < share[which])
+        befores = torch.where(untouched.view(n, 1, 1, 1), crops, befores)
+        afters = torch.where(restore[which].view(n, 1, 1, 1), crops, afters)
+        sliders[restore[which]] = float("nan")
     shape = (n_styles, photos_per_style)
     return _Bank(
         befores.reshape(*shape, THUMB_SIZE, THUMB_SIZE, 3),
-        torch.cat(afters).reshape(*shape, THUMB_SIZE, THUMB_SIZE, 3),
-        torch.cat(sliders).reshape(*shape, 12) / 100.0,
+        afters.reshape(*shape, THUMB_SIZE, THUMB_SIZE, 3),
+        sliders.reshape(*shape, 12) / 100.0,
         env_size,
     )
 
@@ -224,15 +248,18 @@ def search_best_actions(
     return best_a, torch.cat([r for _, r in found]).view(s, p)
 
 
-def default_code_pairs(photos: list[np.ndarray], n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pairs of the 'no style' editor, who only undoes the camera's errors: (jittered crop, crop).
-
-    Their code is the prior's default: what an editor without a personal model gets.
-    """
+def default_code_pairs(
+    photos: list[np.ndarray], n: int, seed: int, untouched: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs of a restore style, the editor who only undoes the camera's errors: (jittered crop, crop),
+    with a share `untouched` of them (crop, crop). The code of such pairs is the prior's default: what an
+    editor without a personal model gets (choose_default picks the share)."""
     rng = np.random.default_rng(seed + 99)
     gen = torch.Generator().manual_seed(seed + 99)
     target = torch.from_numpy(random_crops(photos, n, rng, size=THUMB_SIZE))
-    return camera_jitter(target, gen, 1.0), target
+    before = camera_jitter(target, gen, 1.0)
+    keep = torch.rand(n, generator=gen) < untouched
+    return torch.where(keep.view(n, 1, 1, 1), target, before), target
 
 
 # What an editor without a personal model gets must leave good photos essentially alone: the default
@@ -240,6 +267,13 @@ def default_code_pairs(photos: list[np.ndarray], n: int, seed: int) -> tuple[tor
 # about what a trained eye notices side by side).
 MILD_DELTA_E = 2.5
 DEFAULT_STRENGTHS = (1.0, 0.9, 0.8, 0.75, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+MAX_UNTOUCHED = 0.75  # the largest share of a restore style's befores that are left as they were
+DEFAULT_UNTOUCHED = (0.0, 0.25, 0.5, 0.75)  # the restore styles a default code is chosen among
+
+
+def _check_crops(photos: list[np.ndarray], seed: int, n: int) -> torch.Tensor:
+    """Untouched crops of the prior's own photos that the default is checked on (never trained on as such)."""
+    return torch.from_numpy(random_crops(photos, n, np.random.default_rng(seed + 5), size=THUMB_SIZE))
 
 
 @torch.no_grad()
@@ -247,13 +281,42 @@ def default_strength(actor: nn.Module, photos: list[np.ndarray], seed: int, n: i
     """The largest strength at which the default code's edits of untouched crops of `photos` (the prior's
     own photos) change them by at most MILD_DELTA_E; it is served with the prior to editors without a
     personal model (fine-tuning calibrates its own)."""
-    crops = torch.from_numpy(random_crops(photos, n, np.random.default_rng(seed + 5), size=THUMB_SIZE))
+    crops = _check_crops(photos, seed, n)
     feats, target = features(crops), reward.srgb_to_lab(crops)
     actions = actor(feats, None)
     for strength in DEFAULT_STRENGTHS:
         if float(reward.mean_delta_e(edit(crops, actions * strength), target).mean()) <= MILD_DELTA_E:
             return strength
     return 0.0
+
+
+@torch.no_grad()
+def choose_default(
+    encoder: StyleEncoder, policy: StylePolicy, photos: list[np.ndarray], seed: int, n: int = 400
+) -> tuple[StyleActor, float, dict]:
+    """The actor, strength and a report of what editors without a personal model get.
+
+    Among the codes of restore styles that leave 0-75 % of photos untouched, each served at its
+    default_strength (mild on good photos), the one that brings the most camera-jittered crops of the
+    prior's own photos closer to the crops. Measured on the prior's photos only, never on a benchmark's.
+    """
+    crops = _check_crops(photos, seed, n)
+    jittered = camera_jitter(crops, torch.Generator().manual_seed(seed + 6), 1.0)
+    target = reward.srgb_to_lab(crops)
+    no_edit = reward.mean_delta_e(jittered, target)
+    best = None
+    for untouched in DEFAULT_UNTOUCHED:
+        actor = StyleActor(policy, encoder.encode(*default_code_pairs(photos, 256, seed, untouched)))
+        strength = default_strength(actor, photos, seed, n)
+        edited = edit(jittered, actor(features(jittered), None) * strength)
+        closer = float((reward.mean_delta_e(edited, target) < no_edit).float().mean())
+        if best is None or closer > best[2]["default_share_closer"]:
+            best = (
+                actor,
+                strength,
+                {"default_untouched": untouched, "default_share_closer": round(closer, 4)},
+            )
+    return best
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -337,8 +400,10 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
         )
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
-    train = make_bank(images, cfg.n_styles, cfg.photos_per_style, seed, cfg.env_size)
-    val = make_bank(images, cfg.val_styles, cfg.photos_per_style, seed + 7, cfg.env_size)
+    train = make_bank(images, cfg.n_styles, cfg.photos_per_style, seed, cfg.env_size, cfg.restore_fraction)
+    val = make_bank(
+        images, cfg.val_styles, cfg.photos_per_style, seed + 7, cfg.env_size, cfg.restore_fraction
+    )
     encoder = StyleEncoder(N_FEATURES, cfg.encoder_hidden, cfg.style_dim)
     policy = StylePolicy(N_FEATURES, cfg.style_dim, cfg.actor_hidden)
     critic = StyleCritic(N_FEATURES, cfg.style_dim, cfg.critic_hidden)
@@ -475,8 +540,7 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
     encoder.load_state_dict(best_state[0])
     policy.load_state_dict(best_state[1])
     critic.load_state_dict(best_state[2])
-    before, after = default_code_pairs(images, 256, seed)
-    z0 = encoder.encode(before, after)
+    actor, strength, default = choose_default(encoder, policy, images, seed)
     if on_progress is not None:
         on_progress(Progress(step, 1.0, 0.0, cfg.eps_end, last_reward, best_val))
     metrics = {
@@ -495,12 +559,11 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
         "seconds": round(time.monotonic() - t_start, 2),
         "train_seconds": round(time.monotonic() - run_start, 2),
         "seed": seed,
+        **default,
     }
-    actor = StyleActor(policy, z0)
-    strength = default_strength(actor, images, seed)
     model = PersonalModel(
         actor,
-        FixedStyleCritic(critic, z0),
+        FixedStyleCritic(critic, actor.z),
         metadata={
             "kind": "prior",
             "metrics": metrics,

@@ -26,6 +26,8 @@ from rlcore.networks import (
     pair_features,
 )
 from rlcore.prior import (
+    DEFAULT_STRENGTHS,
+    DEFAULT_UNTOUCHED,
     MILD_DELTA_E,
     PriorConfig,
     default_strength,
@@ -113,8 +115,24 @@ def test_train_prior_keeps_its_best_validated_snapshot_and_is_deterministic():
     assert res.metrics["val_delta_e_prior"] == pytest.approx(best, abs=1e-4)
     model = load_model(model_bytes(res.model))
     assert model.metadata["kind"] == "prior" and model.encoder is not None
+    assert res.metrics["default_untouched"] in DEFAULT_UNTOUCHED
+    assert model.metadata["strength"] in (0.0, *DEFAULT_STRENGTHS)
     again = train_prior(photos, seed=0, max_steps=60, config=cfg)
     assert again.curve == res.curve, "deterministic for a seed with max_steps"
+
+
+def test_restore_styles_undo_the_camera_and_leave_some_photos_alone():
+    photos = [np.asarray(scenes(1, s)[0]) for s in range(6)]
+    plain = make_bank(photos, n_styles=12, photos_per_style=4, seed=0, env_size=16)
+    bank = make_bank(photos, n_styles=12, photos_per_style=4, seed=0, env_size=16, restore_fraction=0.5)
+    generated = (bank.after == plain.after).flatten(1).all(1)
+    assert int((~generated).sum()) == 6, "half of the styles restore, the others are the plain bank's"
+    assert torch.equal(bank.before[generated], plain.before[generated])
+    restore_before, restore_after = bank.before[~generated], bank.after[~generated]
+    untouched = (restore_before == restore_after).flatten(2).all(2)
+    assert 0 < int(untouched.sum()) < untouched.numel(), "some befores left as they were, most jittered"
+    assert torch.equal(restore_before[~untouched], plain.before[~generated][~untouched]), "jittered as usual"
+    assert torch.isnan(bank.sliders[~generated]).all(), "their best sliders are searched, not known"
 
 
 def test_the_offline_search_finds_edits_close_to_each_style_and_near_known_sliders():
