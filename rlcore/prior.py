@@ -73,6 +73,9 @@ class PriorConfig:
     # "restore" styles: the editor only undoes the camera's errors and leaves photos that need nothing alone
     # (see make_bank); what an editor without a personal model gets is such a style's code
     restore_fraction: float = 0.1
+    # photos kept out of the banks: the default for editors without a personal model is checked on them
+    # (measured: the default's edits change the prior's own photos much less than unseen ones)
+    check_share: float = 0.25
     env_size: int = 32  # the reward's thumbnail side while training (validation: 64)
     # one iteration
     styles_per_batch: int = 32
@@ -271,16 +274,28 @@ MAX_UNTOUCHED = 0.75  # the largest share of a restore style's befores that are 
 DEFAULT_UNTOUCHED = (0.0, 0.25, 0.5, 0.75)  # the restore styles a default code is chosen among
 
 
+def split_photos(
+    photos: list[np.ndarray], share: float, seed: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(bank photos, check photos): a random `share` of the photos kept out of training to check the
+    default on; with too few photos to spare one, both are all of them."""
+    k = int(round(share * len(photos)))
+    if k == 0 or k >= len(photos) - 1:
+        return photos, photos
+    order = np.random.default_rng(seed + 3).permutation(len(photos))
+    return [photos[i] for i in sorted(order[k:])], [photos[i] for i in sorted(order[:k])]
+
+
 def _check_crops(photos: list[np.ndarray], seed: int, n: int) -> torch.Tensor:
-    """Untouched crops of the prior's own photos that the default is checked on (never trained on as such)."""
+    """Untouched crops of photos that the default is checked on."""
     return torch.from_numpy(random_crops(photos, n, np.random.default_rng(seed + 5), size=THUMB_SIZE))
 
 
 @torch.no_grad()
 def default_strength(actor: nn.Module, photos: list[np.ndarray], seed: int, n: int = 400) -> float:
-    """The largest strength at which the default code's edits of untouched crops of `photos` (the prior's
-    own photos) change them by at most MILD_DELTA_E; it is served with the prior to editors without a
-    personal model (fine-tuning calibrates its own)."""
+    """The largest strength at which the default code's edits of untouched crops of `photos` (photos the
+    prior never trained on) change them by at most MILD_DELTA_E; it is served with the prior to editors
+    without a personal model (fine-tuning calibrates its own)."""
     crops = _check_crops(photos, seed, n)
     feats, target = features(crops), reward.srgb_to_lab(crops)
     actions = actor(feats, None)
@@ -292,22 +307,28 @@ def default_strength(actor: nn.Module, photos: list[np.ndarray], seed: int, n: i
 
 @torch.no_grad()
 def choose_default(
-    encoder: StyleEncoder, policy: StylePolicy, photos: list[np.ndarray], seed: int, n: int = 400
+    encoder: StyleEncoder,
+    policy: StylePolicy,
+    code_photos: list[np.ndarray],
+    check_photos: list[np.ndarray],
+    seed: int,
+    n: int = 400,
 ) -> tuple[StyleActor, float, dict]:
     """The actor, strength and a report of what editors without a personal model get.
 
-    Among the codes of restore styles that leave 0-75 % of photos untouched, each served at its
-    default_strength (mild on good photos), the one that brings the most camera-jittered crops of the
-    prior's own photos closer to the crops. Measured on the prior's photos only, never on a benchmark's.
+    Among the codes of restore styles (their pairs cut from `code_photos`) that leave 0-75 % of photos
+    untouched, each served at its default_strength (mild on good photos), the one that brings the most
+    camera-jittered crops closer to the crops. Both measured on `check_photos`, which the prior never
+    trained on (its own photos flatter it), and never on a benchmark's.
     """
-    crops = _check_crops(photos, seed, n)
+    crops = _check_crops(check_photos, seed, n)
     jittered = camera_jitter(crops, torch.Generator().manual_seed(seed + 6), 1.0)
     target = reward.srgb_to_lab(crops)
     no_edit = reward.mean_delta_e(jittered, target)
     best = None
     for untouched in DEFAULT_UNTOUCHED:
-        actor = StyleActor(policy, encoder.encode(*default_code_pairs(photos, 256, seed, untouched)))
-        strength = default_strength(actor, photos, seed, n)
+        actor = StyleActor(policy, encoder.encode(*default_code_pairs(code_photos, 256, seed, untouched)))
+        strength = default_strength(actor, check_photos, seed, n)
         edited = edit(jittered, actor(features(jittered), None) * strength)
         closer = float((reward.mean_delta_e(edited, target) < no_edit).float().mean())
         if best is None or closer > best[2]["default_share_closer"]:
@@ -400,9 +421,12 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
         )
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
-    train = make_bank(images, cfg.n_styles, cfg.photos_per_style, seed, cfg.env_size, cfg.restore_fraction)
+    bank_photos, check_photos = split_photos(images, cfg.check_share, seed)
+    train = make_bank(
+        bank_photos, cfg.n_styles, cfg.photos_per_style, seed, cfg.env_size, cfg.restore_fraction
+    )
     val = make_bank(
-        images, cfg.val_styles, cfg.photos_per_style, seed + 7, cfg.env_size, cfg.restore_fraction
+        bank_photos, cfg.val_styles, cfg.photos_per_style, seed + 7, cfg.env_size, cfg.restore_fraction
     )
     encoder = StyleEncoder(N_FEATURES, cfg.encoder_hidden, cfg.style_dim)
     policy = StylePolicy(N_FEATURES, cfg.style_dim, cfg.actor_hidden)
@@ -540,7 +564,7 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
     encoder.load_state_dict(best_state[0])
     policy.load_state_dict(best_state[1])
     critic.load_state_dict(best_state[2])
-    actor, strength, default = choose_default(encoder, policy, images, seed)
+    actor, strength, default = choose_default(encoder, policy, bank_photos, check_photos, seed)
     if on_progress is not None:
         on_progress(Progress(step, 1.0, 0.0, cfg.eps_end, last_reward, best_val))
     metrics = {
@@ -555,7 +579,8 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
         "steps": step,
         "env_steps": step * cfg.styles_per_batch * cfg.queries_per_style,
         "best_step": best_step,
-        "photos": len(images),
+        "photos": len(bank_photos),
+        "check_photos": len(check_photos) if check_photos is not bank_photos else 0,
         "seconds": round(time.monotonic() - t_start, 2),
         "train_seconds": round(time.monotonic() - run_start, 2),
         "seed": seed,
