@@ -59,7 +59,7 @@ from rlcore.agent import PairSet, finetune  # noqa: E402
 from rlcore.imageio import thumbnail  # noqa: E402
 from rlcore.modelfile import BASE_MODEL_PATH, load_model, model_bytes  # noqa: E402
 
-VARIANTS = ("as_is", "aligned", "true_frame", "clean")
+VARIANTS = ("as_is", "aligned", "true_frame", "true_frame_region", "clean")
 CROP_AREA = (0.5, 0.9)  # of the before's area
 CUT_SEED = 15  # the cuts' random generator (the pairs themselves use bench_quality's DATA_SEED)
 QUICK_STYLES = ("bright_airy", "moody_matte", "clean_neutral", "rt_film_medium")
@@ -90,7 +90,7 @@ def cut_pairs(style: str, n: int) -> dict:
     Cached under var/: RawTherapee and the alignment take a while.
     """
     key = (
-        f"{style}|{n}|{bq.DATA_SEED}|{CUT_SEED}|{CROP_AREA}|{bench_pairs.WORK_SIDE}|{bench_pairs.MIN_AREA}|v2"
+        f"{style}|{n}|{bq.DATA_SEED}|{CUT_SEED}|{CROP_AREA}|{bench_pairs.WORK_SIDE}|{bench_pairs.MIN_AREA}|v3"
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     cached = bench_pairs.CACHE / f"cut-{style}-train-{n}-{digest}.npz"
@@ -110,7 +110,7 @@ def cut_pairs(style: str, n: int) -> dict:
     afters = bench_pairs.edit(style, befores)
     assert np.array_equal(np.stack([thumbnail(b) for b in befores]), clean.before), "exports changed"
     rng = np.random.default_rng(CUT_SEED)
-    as_is_after, aligned_before, aligned_after, true_before = [], [], [], []
+    as_is_after, aligned_before, aligned_after, aligned_view, true_before = [], [], [], [], []
     errors, areas, turns, took = [], [], [], []
     refused = []
     for i, (before, after) in enumerate(zip(befores, afters, strict=True)):
@@ -134,6 +134,7 @@ def cut_pairs(style: str, n: int) -> dict:
             took.append(time.perf_counter() - started)
         aligned_before.append(_thumb_from_png(prepared.before_thumb))
         aligned_after.append(_thumb_from_png(prepared.after_thumb))
+        aligned_view.append(_thumb_from_png(prepared.view_thumb or prepared.before_thumb))
         found = Alignment.from_json(prepared.alignment, cut.truth.before_size, cut.truth.after_size)
         errors.append(frame_error(found, cut.truth))
     out = {
@@ -143,8 +144,12 @@ def cut_pairs(style: str, n: int) -> dict:
         "as_is_after": np.stack(as_is_after),
         "aligned_before": np.stack(aligned_before),
         "aligned_after": np.stack(aligned_after),
+        "aligned_view": np.stack(aligned_view),
         "true_frame_before": np.stack(true_before),
         "true_frame_after": np.stack(as_is_after),
+        "true_frame_view": clean.before,
+        "true_frame_region_before": np.stack(true_before),
+        "true_frame_region_after": np.stack(as_is_after),
         "frame_error": np.array(errors),
         "area": np.array(areas),
         "rotation_deg": np.array(turns),
@@ -160,12 +165,20 @@ def cut_pairs(style: str, n: int) -> dict:
 
 
 def finetune_variant(
-    style: str, variant: str, before: np.ndarray, after: np.ndarray, seconds: float, seed: int, base_path: str
+    style: str,
+    variant: str,
+    before: np.ndarray,
+    after: np.ndarray,
+    view: np.ndarray | None,
+    seconds: float,
+    seed: int,
+    base_path: str,
 ) -> dict:
     """bench_quality.finetune_task's run on given pairs (same output, so bench_quality.score_run scores it)."""
     torch.set_num_threads(1)
     started = time.monotonic()
-    res = finetune(PairSet(before, after), base=load_model(base_path), seconds=seconds, seed=seed)
+    pairs = PairSet(before, after, view=view)
+    res = finetune(pairs, base=load_model(base_path), seconds=seconds, seed=seed)
     return {
         "style": style,
         "variant": variant,
@@ -191,16 +204,17 @@ def run(styles: list[str], plan: bq.Plan, args) -> dict:
                 variant,
                 cuts[style][f"{variant}_before"],
                 cuts[style][f"{variant}_after"],
+                cuts[style].get(f"{variant}_view"),
                 plan.seconds,
                 seed,
                 str(args.base),
             )
             for seed in plan.seeds
             for style in styles
-            for variant in VARIANTS
+            for variant in args.variants
         ]
         futures += [pool.submit(bq.references_task, style, plan, args.seed) for style in styles]
-        n_runs = len(plan.seeds) * len(styles) * len(VARIANTS)
+        n_runs = len(plan.seeds) * len(styles) * len(args.variants)
         print(f"{n_runs} fine-tuning runs of {plan.seconds:g} s in {args.jobs} processes", flush=True)
         for future in tqdm(as_completed(futures), total=len(futures), desc="runs", unit="run"):
             out = future.result()
@@ -217,18 +231,19 @@ def run(styles: list[str], plan: bq.Plan, args) -> dict:
         row = {"style": style, "no_edit": no_edit, "optimum": optimum, "seeds": {}}
         for seed in plan.seeds:
             scored = {}
-            for variant in VARIANTS:
+            for variant in args.variants:
                 s = bq.score_run(results[style, variant, seed], h, no_edit, optimum)
                 s.pop("sliders")
                 scored[variant] = s
             row["seeds"][str(seed)] = scored
-        for variant in VARIANTS:
+        for variant in args.variants:
             runs = [row["seeds"][str(seed)][variant] for seed in plan.seeds]
             row[variant] = float(np.mean([r["delta_e"] for r in runs]))
             row[f"{variant}_gap_closed"] = float(np.mean([r["gap_closed"] for r in runs]))
             row[f"{variant}_pairs"] = len(cut[f"{variant}_before"])
         errors = cut["frame_error"]
         row["alignment"] = {
+            "accepted": len(cut["aligned_before"]),
             "refused": cut["refused"],
             "frame_error_median": float(np.median(errors)),
             "frame_error_max": float(errors.max()),
@@ -239,6 +254,7 @@ def run(styles: list[str], plan: bq.Plan, args) -> dict:
         rows.append(row)
     return {
         "plan": asdict(plan),
+        "variants": list(args.variants),
         "pairs": args.pairs,
         "crop_area": CROP_AREA,
         "rows": rows,
@@ -249,28 +265,32 @@ def run(styles: list[str], plan: bq.Plan, args) -> dict:
     }
 
 
+DIFFERENCES = (("aligned", "clean"), ("aligned", "true_frame"), ("true_frame", "true_frame_region"),
+               ("as_is", "clean"))  # fmt: skip
+
+
 def table(result: dict) -> str:
     pct = bq._pct
+    variants = result["variants"]
+    diffs = [(a, b) for a, b in DIFFERENCES if a in variants and b in variants]
+    names = [v.replace("_", " ") for v in variants] + [f"{a} - {b}".replace("_", " ") for a, b in diffs]
     out = [
-        "| style | no edit | optimum | as is | aligned | true frame | clean | aligned - clean | "
-        "aligned - true frame | as is - clean | aligned pairs | frame error median / max |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| style | no edit | optimum | {' | '.join(names)} | aligned pairs | frame error median / max |",
+        "|---" * (len(names) + 5) + "|",
     ]
     for r in result["rows"]:
         a = r["alignment"]
-        cells = [f"{r[v]:.2f} ({pct(r[f'{v}_gap_closed'])})" for v in VARIANTS]
+        cells = [f"{r[v]:.2f} ({pct(r[f'{v}_gap_closed'])})" for v in variants]
+        cells += [f"{100 * (r[f'{x}_gap_closed'] - r[f'{y}_gap_closed']):+.1f} points" for x, y in diffs]
         out.append(
             f"| {r['style']} | {r['no_edit']:.2f} | {r['optimum']:.2f} | {' | '.join(cells)} | "
-            f"{100 * (r['aligned_gap_closed'] - r['clean_gap_closed']):+.1f} points | "
-            f"{100 * (r['aligned_gap_closed'] - r['true_frame_gap_closed']):+.1f} points | "
-            f"{100 * (r['as_is_gap_closed'] - r['clean_gap_closed']):+.1f} points | "
-            f"{r['aligned_pairs']} of {result['pairs']} | "
+            f"{a['accepted']} of {result['pairs']} | "
             f"{100 * a['frame_error_median']:.2f} % / {100 * a['frame_error_max']:.2f} % |"
         )
-    mean = {v: np.mean([r[f"{v}_gap_closed"] for r in result["rows"]]) for v in VARIANTS}
+    mean = {v: np.mean([r[f"{v}_gap_closed"] for r in result["rows"]]) for v in variants}
     out.append(
         "\nmean gap closed: "
-        + ", ".join(f"{v.replace('_', ' ')} {pct(mean[v])}" for v in VARIANTS)
+        + ", ".join(f"{v.replace('_', ' ')} {pct(mean[v])}" for v in variants)
         + f" ({len(result['rows'])} styles, seeds {', '.join(map(str, result['plan']['seeds']))})"
     )
     refused = [f"{r['style']}: {why}" for r in result["rows"] for why in r["alignment"]["refused"]]
@@ -290,8 +310,16 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", help="fine-tuning seeds, comma-separated (default: the mode's)")
     p.add_argument("--seed", type=int, default=0, help="CMA-ES seed (the optimum's)")
     p.add_argument("--base", default=str(BASE_MODEL_PATH))
+    p.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated, of {', '.join(VARIANTS)} (default: all)",
+    )
     p.add_argument("--out", default="var/bench_align_quality.json")
     args = p.parse_args(argv)
+    args.variants = args.variants.split(",")
+    if unknown := set(args.variants) - set(VARIANTS):
+        p.error(f"unknown variants: {', '.join(sorted(unknown))}")
     plan = bq.QUICK if args.quick else bq.FULL
     plan = bq.Plan(
         **{

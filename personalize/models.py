@@ -50,6 +50,9 @@ class Pair(models.Model):
     before_thumb = models.FileField(upload_to=pair_upload_path, max_length=300)
     after_thumb = models.FileField(upload_to=pair_upload_path, max_length=300)
     mask_thumb = models.FileField(upload_to=pair_upload_path, max_length=300, blank=True)
+    # The whole before's thumbnail, where the after shows only a part of it (a crop): what the model sees of
+    # the photo, as it sees the photos it is asked about. Empty: the before_thumb is the whole photo.
+    view_thumb = models.FileField(upload_to=pair_upload_path, max_length=300, blank=True)
     mask_source = models.CharField(max_length=10, choices=MaskSource.choices, default=MaskSource.NONE)
     faces = models.PositiveIntegerField(default=0, help_text="faces detected in the before photo")
     before_width = models.PositiveIntegerField()

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import NamedTuple
 
 import numpy as np
 from django.conf import settings
@@ -74,7 +75,7 @@ class PreparedPair:
 
     before: UploadedPhoto
     after: UploadedPhoto
-    before_thumb: bytes
+    before_thumb: bytes  # the before's region the after shows
     after_thumb: bytes
     mask_thumb: bytes | None
     mask_source: str
@@ -82,6 +83,7 @@ class PreparedPair:
     mask_data: bytes | None = None
     tags: list[str] = field(default_factory=list)
     alignment: dict = field(default_factory=dict)  # Alignment.to_json() at the photos' full sizes
+    view_thumb: bytes | None = None  # the whole before, where the after shows only a part of it
 
 
 def align_photos(
@@ -143,6 +145,7 @@ def prepare_pair(before: UploadedPhoto, after: UploadedPhoto, mask_upload=None) 
         faces=faces,
         mask_data=mask_data,
         alignment=alignment.to_json(),
+        view_thumb=None if alignment.is_identity else png_bytes(thumbnail(before_image)),
     )
 
 
@@ -185,6 +188,8 @@ def store_pair(
         files.append((pair.mask, "mask.png", prepared.mask_data))
     if prepared.mask_thumb is not None:
         files.append((pair.mask_thumb, "mask_thumb.png", prepared.mask_thumb))
+    if prepared.view_thumb is not None:
+        files.append((pair.view_thumb, "view_thumb.png", prepared.view_thumb))
     written = []
     storage = pair.before.storage
     try:
@@ -216,7 +221,15 @@ def delete_pair(pair: Pair) -> None:
     """Remove the row, then its files (a failure to delete a file leaves an orphan the sweeper removes)."""
     names = [
         f.name
-        for f in (pair.before, pair.after, pair.mask, pair.before_thumb, pair.after_thumb, pair.mask_thumb)
+        for f in (
+            pair.before,
+            pair.after,
+            pair.mask,
+            pair.before_thumb,
+            pair.after_thumb,
+            pair.mask_thumb,
+            pair.view_thumb,
+        )  # fmt: skip
     ]
     storage = pair.before.storage
     pair.delete()
@@ -435,12 +448,22 @@ def _stem(filename: str) -> str:
     return PurePosixPath(filename or "").stem[:255]
 
 
-def pair_thumbnails(pair: Pair) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(before uint8 HxWx3, after uint8 HxWx3, mask float32 HxW in 0..1 or None) as stored at upload."""
+class Thumbnails(NamedTuple):
+    """A pair's thumbnails as stored at upload (uint8 HxWx3 images)."""
 
+    before: np.ndarray  # the before's region the after shows: compared with the after pixel for pixel
+    after: np.ndarray
+    mask: np.ndarray | None  # float32 HxW in 0..1: face weights' mask, or None
+    view: np.ndarray  # the whole before, what the model sees of the photo (the before, for uncropped pairs)
+
+
+def pair_thumbnails(pair: Pair) -> Thumbnails:
     def load(file_field):
         with file_field.open("rb") as handle:
             return np.asarray(Image.open(io.BytesIO(handle.read())))
 
     mask = load(pair.mask_thumb).astype(np.float32) / 255.0 if pair.mask_thumb else None
-    return load(pair.before_thumb), load(pair.after_thumb), mask
+    before = load(pair.before_thumb)
+    return Thumbnails(
+        before, load(pair.after_thumb), mask, load(pair.view_thumb) if pair.view_thumb else before
+    )

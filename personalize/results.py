@@ -73,9 +73,9 @@ def score_pairs(model: PersonalModel, pairs: list[Pair]) -> list[PairResult]:
     if not pairs:
         return []
     thumbs = [pair_thumbnails(pair) for pair in pairs]
-    before = np.stack([t[0] for t in thumbs])
-    target = srgb_to_lab(torch.from_numpy(np.stack([t[1] for t in thumbs])))
-    sliders = inference.personal_model(model).model.predict_thumbnails(before)
+    before = np.stack([t.before for t in thumbs])
+    target = srgb_to_lab(torch.from_numpy(np.stack([t.after for t in thumbs])))
+    sliders = inference.personal_model(model).model.predict_thumbnails(np.stack([t.view for t in thumbs]))
     before_t = torch.from_numpy(before)
     edited = apply_batch(before_t, torch.from_numpy(sliders))
     with_model = mean_delta_e(edited, target).tolist()
@@ -112,7 +112,7 @@ def preview(pair: Pair, which: str, model: PersonalModel | None = None) -> Image
     region = warp_before(_decode("before", pair.before, 2 * PREVIEW_SIDE), pair_alignment(pair))
     region = fit_within(region, PREVIEW_SIDE)
     if which == "model":
-        before_thumb = pair_thumbnails(pair)[0]
-        row = inference.personal_model(model).model.predict_thumbnails(before_thumb[None])[0]
+        view = pair_thumbnails(pair).view  # the model sees the whole photo
+        row = inference.personal_model(model).model.predict_thumbnails(view[None])[0]
         region = apply(region, {name: int(v) for name, v in zip(ADJUSTMENTS, row, strict=True)})
     return Image.fromarray(region)

@@ -271,10 +271,12 @@ class _Pool:
     target: torch.Tensor  # uint8 (T, 64, 64, 3)
     weights: torch.Tensor | None  # float (T, 64, 64)
     env_size: int
+    view: torch.Tensor | None = None  # uint8 (P, 64, 64, 3): what the model sees of each state (PairSet.view)
 
     def __post_init__(self):
-        self.feats = features(self.before)
-        self.conv = conv_input(self.before)
+        seen = self.before if self.view is None else self.view
+        self.feats = features(seen)
+        self.conv = conv_input(seen)
         self.before_env = resize_u8(self.before, self.env_size)
         self.weights_env = _resize_w(self.weights, self.env_size)
         # rlcore.reward.reward(before, edited, target, w) = baseline - mean_delta_e(edited, target_lab, w):
@@ -315,10 +317,12 @@ class _Val:
     before: torch.Tensor  # uint8 (V, 64, 64, 3)
     target: torch.Tensor
     weights: torch.Tensor | None
+    view: torch.Tensor | None = None  # what the model sees of each before (PairSet.view)
 
     def __post_init__(self):
-        self.feats = features(self.before)
-        self.conv = conv_input(self.before)
+        seen = self.before if self.view is None else self.view
+        self.feats = features(seen)
+        self.conv = conv_input(seen)
         self.target_lab = reward.srgb_to_lab(self.target)
 
     @torch.no_grad()
@@ -399,7 +403,8 @@ def similar_photo_folds(pool: _Pool, k: int, seed: int) -> list[_Fold]:
             continue
         originals = pool.idx_original[members]
         w = None if pool.weights is None else pool.weights[pool.pair[originals]]
-        test = _Val(pool.before[originals], pool.target[pool.pair[originals]], w)
+        view = None if pool.view is None else pool.view[originals]
+        test = _Val(pool.before[originals], pool.target[pool.pair[originals]], w, view)
         folds.append(_Fold(group[pool.source] == g, test))
     return folds
 
@@ -493,17 +498,24 @@ def _augment_pool(
     target = torch.from_numpy(ps.after[idx])
     weights = None if ps.weights is None else torch.from_numpy(ps.weights[idx])
     n = len(idx)
-    jittered = [camera_jitter(before, gen, strength) for _ in range(copies)]
+    if ps.view is None:
+        jittered = [camera_jitter(before, gen, strength) for _ in range(copies)]
+        views = None
+    else:  # the whole photo and its region jittered alike (camera_jitter is per pixel, per photo)
+        view = torch.from_numpy(ps.view[idx])
+        both = [camera_jitter(torch.cat([before, view], 2), gen, strength) for _ in range(copies)]
+        jittered = [b[:, :, : before.shape[2]] for b in both]
+        views = torch.cat([view, *(b[:, :, before.shape[2] :] for b in both)])
     states = torch.cat([before, *jittered])
     original = torch.arange(len(states)) < n
     if aug_target == "unchanged" or copies == 0:
-        return _Pool(states, torch.arange(len(states)) % n, original, target, weights, env_size)
+        return _Pool(states, torch.arange(len(states)) % n, original, target, weights, env_size, views)
     if aug_target != "emulated":
         raise ValueError(f"aug_target must be 'unchanged' or 'emulated', got {aug_target!r}")
     style = emulator.fit(before, target, seed=seed)
     targets = torch.cat([target, emulator.moved_targets(style, before, torch.cat(jittered), target)])
     per_state_weights = None if weights is None else weights.repeat(copies + 1, 1, 1)
-    return _Pool(states, torch.arange(len(states)), original, targets, per_state_weights, env_size)
+    return _Pool(states, torch.arange(len(states)), original, targets, per_state_weights, env_size, views)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -841,6 +853,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         torch.from_numpy(pairs.before[val_idx]),
         torch.from_numpy(pairs.after[val_idx]),
         None if weights is None else torch.from_numpy(weights[val_idx]),
+        None if pairs.view is None else torch.from_numpy(pairs.view[val_idx]),
     )
     val_no_edit = val.delta_e(None)
     val_base = val.delta_e(base.actor)
@@ -862,6 +875,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         pairs.before,
         pairs.after,
         weights,
+        pairs.view,
         extra=f"{seed}|{face_weight}|{asdict(cfg)}|{base.metadata.get('model_id')}",
     )
     searched = _search_pairs(pairs, train_idx, cfg, seed)
@@ -994,7 +1008,7 @@ def validation_delta_e(model: PersonalModel, pairs: PairSet, idx: list[int] | np
     """
     idx = np.asarray(idx, dtype=np.int64)
     before = torch.from_numpy(pairs.before[idx])
-    edited = edit(before, model.predict_actions(before))
+    edited = edit(before, model.predict_actions(torch.from_numpy(pairs.views[idx])))
     weights = None if pairs.weights is None else torch.from_numpy(pairs.weights[idx])
     return float(
         reward.mean_delta_e(edited, reward.srgb_to_lab(torch.from_numpy(pairs.after[idx])), weights).mean()

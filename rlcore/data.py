@@ -31,14 +31,19 @@ class DataError(ValueError):
 class PairSet:
     """Before/after thumbnails of one editor's pairs.
 
-    before, after: uint8 (N, 64, 64, 3); weights: float32 (N, 64, 64) per-pixel reward weights or None
-    (uniform); names: optional labels (file stems) for reports.
+    before, after: uint8 (N, 64, 64, 3), the same place pixel for pixel (for a cropped after, the
+    before's region it shows); weights: float32 (N, 64, 64) per-pixel reward weights or None (uniform);
+    names: optional labels (file stems) for reports; view: uint8 (N, 64, 64, 3), the whole before photo
+    as the model sees a photo it is asked about, where it differs from `before` (a cropped after), or None
+    (the same as before). The editor chose the edit looking at the whole photo: the model's state is the
+    view, the reward compares the before's region with the after.
     """
 
     before: np.ndarray
     after: np.ndarray
     weights: np.ndarray | None = None
     names: list[str] | None = field(default=None)
+    view: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.before = np.ascontiguousarray(self.before, dtype=np.uint8)
@@ -55,6 +60,15 @@ class PairSet:
                 )
         if self.names is not None and len(self.names) != len(self.before):
             raise DataError("names must have one entry per pair")
+        if self.view is not None:
+            self.view = np.ascontiguousarray(self.view, dtype=np.uint8)
+            if self.view.shape != self.before.shape:
+                raise DataError(f"view shape {self.view.shape} differs from before shape {self.before.shape}")
+
+    @property
+    def views(self) -> np.ndarray:
+        """What the model sees of each before: the whole photo (view), or the before itself."""
+        return self.before if self.view is None else self.view
 
     def __len__(self) -> int:
         return len(self.before)
@@ -66,6 +80,7 @@ class PairSet:
             after=self.after[idx],
             weights=None if self.weights is None else self.weights[idx],
             names=None if self.names is None else [self.names[i] for i in idx],
+            view=None if self.view is None else self.view[idx],
         )
 
 
@@ -121,7 +136,7 @@ def load_pairs_dir(
     for name in sorted(set(afters) - set(befores)):
         warn(f"skipped {afters[name]}: no matching before/{name}.*")
 
-    b_list, a_list, w_list, names = [], [], [], []
+    b_list, a_list, w_list, v_list, names = [], [], [], [], []
     for name in sorted(set(befores) & set(afters)):
         try:
             before = imageio.load_image(befores[name])
@@ -150,13 +165,21 @@ def load_pairs_dir(
                 warn(f"pair {name}: face weighting failed ({exc}); using uniform weights")
                 weights = np.ones((size, size), np.float32)
         b_list.append(imageio.thumbnail(region, size=size))
+        v_list.append(b_list[-1] if alignment.is_identity else imageio.thumbnail(before, size=size))
         a_list.append(imageio.thumbnail(after, size=size))
         w_list.append(weights)
         names.append(befores[name].stem)
     if len(names) < 2:
         raise DataError(f"{root}: need at least 2 usable before/after pairs, found {len(names)}")
     weights_arr = np.stack(w_list).astype(np.float32) if face_weight > 0 else None
-    return PairSet(before=np.stack(b_list), after=np.stack(a_list), weights=weights_arr, names=names)
+    view = np.stack(v_list)
+    return PairSet(
+        before=np.stack(b_list),
+        after=np.stack(a_list),
+        weights=weights_arr,
+        names=names,
+        view=None if np.array_equal(view, b_list) else view,
+    )
 
 
 def _pair_weights(

@@ -19,6 +19,7 @@ from rlcore.agent import (
     Progress,
     _augment_pool,
     finetune,
+    validation_delta_e,
 )
 from rlcore.features import N_FEATURES, conv_input, features
 from rlcore.modelfile import PersonalModel
@@ -111,6 +112,24 @@ def test_augmented_targets_unchanged_or_emulated():
     assert torch.equal(weighted.weights[weighted.pair], torch.from_numpy(w).repeat(3, 1, 1))
     with pytest.raises(ValueError, match="aug_target"):
         _augment_pool(ps, np.arange(8), copies=1, strength=1.0, seed=0, env_size=64, aug_target="nonsense")
+
+
+def test_the_model_sees_the_whole_photo_and_the_reward_compares_the_region():
+    ps = exposure_pairs(8)
+    # the whole photo: the region on the left, something else on the right
+    view = np.concatenate([ps.before[:, :, :32], ps.before[::-1, :, 32:]], axis=2)
+    cropped = PairSet(ps.before, ps.after, view=view)
+    plain = _augment_pool(ps, np.arange(8), copies=2, strength=1.0, seed=0, env_size=32)
+    pool = _augment_pool(cropped, np.arange(8), copies=2, strength=1.0, seed=0, env_size=32)
+    assert torch.equal(pool.before, plain.before) and torch.equal(pool.baseline, plain.baseline)
+    # each jittered copy of the whole photo got its region's jitter
+    assert torch.equal(pool.view[:8], torch.from_numpy(view))
+    assert torch.equal(pool.view[:, :, :32], pool.before[:, :, :32])
+    assert torch.equal(pool.feats, features(pool.view)) and not torch.equal(pool.feats, plain.feats)
+    assert np.array_equal(cropped.subset([2, 3]).views, view[2:4])
+    res = finetune(cropped, base=fresh_base(), seed=0, max_steps=2, seconds=60, config=Config(**FAST))
+    val = np.asarray(res.val_idx)
+    assert validation_delta_e(res.model, cropped, val) != validation_delta_e(res.model, ps, val)
 
 
 def test_many_pairs_get_fewer_augmented_copies():

@@ -171,6 +171,8 @@ def test_pairs_folder_aligns_crops_and_refuses_wrong_pairs(tmp_path):
     assert np.abs(stored - thumbnail(warp_before(coffee, cropped.truth))).mean() < 4
     assert np.abs(stored - thumbnail(coffee)).mean() > 20
     assert np.array_equal(pairs.before[1], thumbnail(chelsea))
+    # What the model sees of each photo is the whole before (the uncropped pair's is its before).
+    assert np.array_equal(pairs.view[0], thumbnail(coffee)) and np.array_equal(pairs.view[1], pairs.before[1])
 
 
 def test_rlcore_command_line_lists_aligned_and_refused_pairs(tmp_path, capsys):

@@ -20,6 +20,7 @@ from rest_framework.test import APIClient
 
 from personalize.accounts import create_or_get_editor
 from personalize.models import JobEvent, Pair, TrainingJob
+from personalize.pairs import pair_thumbnails
 from rlcore.editor import ADJUSTMENTS
 from tests.photos import crop, encode, flat_png, pair_bytes, photo, warm_and_bright
 
@@ -309,6 +310,11 @@ def test_cropped_and_straightened_after_is_aligned_and_reported(alice, media_roo
     region = np.asarray(Image.fromarray(after).resize((64, 64), Image.Resampling.BOX), dtype=np.float32)
     whole = np.asarray(Image.fromarray(before).resize((64, 64), Image.Resampling.BOX), dtype=np.float32)
     assert np.abs(stored - region).mean() < 4 < np.abs(stored - whole).mean()
+    # What the model sees of the photo is the whole before, kept beside it; training reads both.
+    view = np.asarray(Image.open(pair.view_thumb.path), dtype=np.float32)
+    assert np.abs(view - whole).mean() < 2
+    thumbs = pair_thumbnails(pair)
+    assert np.array_equal(thumbs.before, stored) and np.array_equal(thumbs.view, view)
     # The same alignment when the pair is read back.
     assert alice.get(f"/api/v1/pairs/{body['id']}").json()["alignment"] == alignment
 
@@ -336,6 +342,7 @@ def test_whole_photo_export_is_the_identity(alice):
         "rotation_deg": 0.0,
         "crop": [0, 0, 160, 160],
     }
+    assert not Pair.objects.get().view_thumb, "the before thumbnail is the whole photo: no view kept"
     # Pairs stored before alignment existed (an empty alignment) read as the identity.
     Pair.objects.update(alignment={})
     assert alice.get("/api/v1/pairs").json()["results"][0]["alignment"]["identity"] is True

@@ -4,6 +4,7 @@ import time
 from datetime import timedelta
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
@@ -294,6 +295,33 @@ def test_a_second_job_is_compared_with_the_active_model_on_its_own_validation_pa
     assert m["activated"] == (m["val_delta_e_personal"] < m["val_delta_e_active"])
     active = EditorProfile.objects.get(user=editor).active_model
     assert active == (second if m["activated"] else first)
+
+
+def test_training_sees_the_whole_photo_of_a_cropped_pair_and_compares_the_region(editor):
+    from personalize.pairs import pair_thumbnails
+    from tests.photos import encode, photo, warm_and_bright
+    from tests.test_api import _straightened_crop
+
+    add_pairs(editor, 3)
+    before = photo("coffee")
+    after, _ = _straightened_crop(before, angle=3.0, area=0.6, export=0.7)
+    upload_pair(
+        editor,
+        SimpleUploadedFile("b.jpg", encode(before, quality=95)),
+        SimpleUploadedFile("a.jpg", encode(warm_and_bright(after), quality=85)),
+        name="cropped",
+    )
+    pairs = training.load_pair_set(create_job(editor, seconds=0))
+    cropped = pairs.names.index("cropped")
+    stored = pair_thumbnails(editor.pairs.get(name="cropped"))
+    assert np.array_equal(pairs.before[cropped], stored.before) and np.array_equal(
+        pairs.view[cropped], stored.view
+    )
+    assert np.abs(pairs.view[cropped].astype(float) - pairs.before[cropped]).mean() > 4, (
+        "whole photo vs region"
+    )
+    others = [i for i in range(len(pairs)) if i != cropped]
+    assert np.array_equal(pairs.view[others], pairs.before[others])
 
 
 def test_a_progress_report_held_back_by_the_rate_limit_is_written_later_not_dropped(editor, settings):

@@ -82,22 +82,25 @@ def load_pair_set(job: TrainingJob) -> PairSet:
     pairs = list(training_pairs(job.owner, job.tag).order_by("id"))
     if len(pairs) < 2:
         raise BadData(f"only {len(pairs)} pairs available; training needs at least 2")
-    befores, afters, weights = [], [], []
+    befores, afters, weights, views = [], [], [], []
     for pair in pairs:
         try:
-            before, after, mask = pair_thumbnails(pair)
+            before, after, mask, view = pair_thumbnails(pair)
         except (OSError, ValueError) as exc:
             raise BadData(f"pair {pair.pk}: its stored thumbnails cannot be read ({exc})") from exc
         befores.append(before)
         afters.append(after)
+        views.append(view)
         weights.append(
             weights_from_mask(mask if mask is not None else np.zeros(before.shape[:2]), job.face_weight)
         )
+    cropped = any(pair.view_thumb for pair in pairs)
     return PairSet(
         before=np.stack(befores),
         after=np.stack(afters),
         weights=np.stack(weights).astype(np.float32) if job.face_weight > 0 else None,
         names=[pair.name or str(pair.pk) for pair in pairs],
+        view=np.stack(views) if cropped else None,
     )
 
 
