@@ -116,6 +116,8 @@ def test_train_prior_keeps_its_best_validated_snapshot_and_is_deterministic():
     model = load_model(model_bytes(res.model))
     assert model.metadata["kind"] == "prior" and model.encoder is not None
     assert res.metrics["default_untouched"] in DEFAULT_UNTOUCHED
+    # a quarter of the photos (rounded) never enter the banks: the default is checked on them
+    assert (res.metrics["photos"], res.metrics["check_photos"]) == (4, 2)
     assert model.metadata["strength"] in (0.0, *DEFAULT_STRENGTHS)
     again = train_prior(photos, seed=0, max_steps=60, config=cfg)
     assert again.curve == res.curve, "deterministic for a seed with max_steps"
