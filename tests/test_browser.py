@@ -7,6 +7,7 @@ and its path printed.
 """
 
 import os
+import re
 import shutil
 import time
 import zipfile
@@ -18,7 +19,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from personalize.accounts import create_or_get_editor
 from personalize.models import Pair, PersonalModel, TrainingJob
 from personalize.pairs import upload_pair
-from tests.photos import encode, pair_bytes, photo
+from tests.photos import encode, pair_bytes, photo, warm_and_bright
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -209,6 +210,12 @@ def test_upload_a_folder_with_one_bad_file(page, tmp_path):
         before, after = pair_bytes(i)
         (folder / "before" / f"IMG_{i}.jpg").write_bytes(before)
         (folder / "after" / f"IMG_{i}.jpg").write_bytes(after)
+    from tests.test_api import _straightened_crop
+
+    coffee = photo("coffee")  # an after cut to 60 % of the before and turned by 3 degrees
+    cropped, _ = _straightened_crop(coffee, angle=3.0, area=0.6, export=0.7)
+    (folder / "before" / "IMG_crop.jpg").write_bytes(encode(coffee, quality=95))
+    (folder / "after" / "IMG_crop.jpg").write_bytes(encode(warm_and_bright(cropped), quality=85))
     (folder / "before" / "broken.jpg").write_bytes(b"this is not a photo")
     (folder / "after" / "broken.jpg").write_bytes(pair_bytes(9)[1])
 
@@ -218,7 +225,7 @@ def test_upload_a_folder_with_one_bad_file(page, tmp_path):
     page.find("#pick-folder").send_keys(str(folder))
     page.wait(lambda: page.find("#upload-summary").text.startswith("Done"), timeout=120, message="the upload")
 
-    assert page.find("#upload-summary").text == "Done: 3 pairs stored, 1 rejected."
+    assert page.find("#upload-summary").text == "Done: 4 pairs stored, 1 rejected."
     rows = {
         row.find_elements("css selector", "td")[0].text: row for row in page.find_all("#upload-list tbody tr")
     }
@@ -227,15 +234,21 @@ def test_upload_a_folder_with_one_bad_file(page, tmp_path):
     assert broken.find_elements("css selector", "td")[2].text == (
         "rejected: before: not a readable image (expected JPEG, PNG, TIFF or WebP)"
     )
-    assert sum(row.get_attribute("class") == "stored" for row in rows.values()) == 3
+    assert sum(row.get_attribute("class") == "stored" for row in rows.values()) == 4
+    results = {
+        name.split(" ")[0]: row.find_elements("css selector", "td")[2].text for name, row in rows.items()
+    }
+    assert re.fullmatch(r"stored · aligned: cropped 4\d %, rotated [23]\.\d°", results["IMG_crop"]), results
+    assert results["IMG_0"] == "stored", "a whole-photo export says nothing more"
     assert sorted(Pair.objects.filter(owner=owner).values_list("name", flat=True)) == [
         "IMG_0",
         "IMG_1",
         "IMG_2",
+        "IMG_crop",
     ]
-    assert Pair.objects.filter(tags__name="wedding").count() == 3
+    assert Pair.objects.filter(tags__name="wedding").count() == 4
     # The grid shows the new pairs without a reload, their thumbnails loaded.
-    page.wait(lambda: len(page.find_all("#grid .card")) == 3, message="the refreshed grid")
+    page.wait(lambda: len(page.find_all("#grid .card")) == 4, message="the refreshed grid")
     page.wait(lambda: page.images_loaded("#grid img"), message="the thumbnails")
     toggle = page.find("#grid .card .toggle")
     toggle.click()

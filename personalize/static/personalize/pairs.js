@@ -55,6 +55,23 @@
     };
   }
 
+  // "aligned: cropped 18 %, rotated 1.2°" for a pair whose after is a crop or a straightened frame of its
+  // before, as personalize-client words it (personalize/client/commands/upload.py); null for the whole photo.
+  function alignmentText(pair) {
+    const alignment = pair.alignment || {};
+    if (alignment.identity !== false) return null;
+    const parts = [];
+    const [width, height] = pair.before_size || [0, 0];
+    const crop = alignment.crop || [];
+    if (width && height && crop.length === 4) {
+      const cropped = 1 - (crop[2] * crop[3]) / (width * height);
+      if (cropped >= 0.005) parts.push(`cropped ${Math.round(cropped * 100)} %`);
+    }
+    const rotation = alignment.rotation_deg || 0;
+    if (Math.abs(rotation) >= 0.05) parts.push(`rotated ${rotation.toFixed(1)}°`);
+    return `aligned: ${parts.join(", ") || "shifted"}`;
+  }
+
   function rejectedRow(name, reason) {
     addRow(name).finish("rejected", `rejected: ${reason}`);
   }
@@ -128,7 +145,8 @@
     const xhr = await post(urls.upload, body, { onProgress: (f) => row.progress(f) });
     if (xhr.status === 201) {
       counts.stored += 1;
-      row.finish("stored", "stored");
+      const aligned = alignmentText(xhr.response.pair);
+      row.finish("stored", aligned ? `stored · ${aligned}` : "stored");
     } else if (xhr.status === 200) {
       counts.duplicates += 1;
       row.finish("duplicate", `already uploaded as pair ${xhr.response.pair.id}`);
