@@ -263,6 +263,13 @@ def _resize_w(w: torch.Tensor | None, size: int) -> torch.Tensor | None:
     return F.adaptive_avg_pool2d(w[:, None], size)[:, 0].contiguous()
 
 
+def _model_inputs(before: torch.Tensor, view: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the networks see of states: the features and the convolution's input of the whole photo (the
+    view, PairSet.view) where there is one, else of the before."""
+    seen = before if view is None else view
+    return features(seen), conv_input(seen)
+
+
 @dataclass
 class _Pool:
     before: torch.Tensor  # uint8 (P, 64, 64, 3): states
@@ -274,9 +281,7 @@ class _Pool:
     view: torch.Tensor | None = None  # uint8 (P, 64, 64, 3): what the model sees of each state (PairSet.view)
 
     def __post_init__(self):
-        seen = self.before if self.view is None else self.view
-        self.feats = features(seen)
-        self.conv = conv_input(seen)
+        self.feats, self.conv = _model_inputs(self.before, self.view)
         self.before_env = resize_u8(self.before, self.env_size)
         self.weights_env = _resize_w(self.weights, self.env_size)
         # rlcore.reward.reward(before, edited, target, w) = baseline - mean_delta_e(edited, target_lab, w):
@@ -320,9 +325,7 @@ class _Val:
     view: torch.Tensor | None = None  # what the model sees of each before (PairSet.view)
 
     def __post_init__(self):
-        seen = self.before if self.view is None else self.view
-        self.feats = features(seen)
-        self.conv = conv_input(seen)
+        self.feats, self.conv = _model_inputs(self.before, self.view)
         self.target_lab = reward.srgb_to_lab(self.target)
 
     @torch.no_grad()

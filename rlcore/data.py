@@ -137,6 +137,7 @@ def load_pairs_dir(
         warn(f"skipped {afters[name]}: no matching before/{name}.*")
 
     b_list, a_list, w_list, v_list, names = [], [], [], [], []
+    any_aligned = False
     for name in sorted(set(befores) & set(afters)):
         try:
             before = imageio.load_image(befores[name])
@@ -166,19 +167,19 @@ def load_pairs_dir(
                 weights = np.ones((size, size), np.float32)
         b_list.append(imageio.thumbnail(region, size=size))
         v_list.append(b_list[-1] if alignment.is_identity else imageio.thumbnail(before, size=size))
+        any_aligned = any_aligned or not alignment.is_identity
         a_list.append(imageio.thumbnail(after, size=size))
         w_list.append(weights)
         names.append(befores[name].stem)
     if len(names) < 2:
         raise DataError(f"{root}: need at least 2 usable before/after pairs, found {len(names)}")
     weights_arr = np.stack(w_list).astype(np.float32) if face_weight > 0 else None
-    view = np.stack(v_list)
     return PairSet(
         before=np.stack(b_list),
         after=np.stack(a_list),
         weights=weights_arr,
         names=names,
-        view=None if np.array_equal(view, b_list) else view,
+        view=np.stack(v_list) if any_aligned else None,  # as the service: a view where a pair was aligned
     )
 
 

@@ -286,17 +286,16 @@ def split_photos(
     return [photos[i] for i in sorted(order[k:])], [photos[i] for i in sorted(order[:k])]
 
 
-def _check_crops(photos: list[np.ndarray], seed: int, n: int) -> torch.Tensor:
+def check_crops(photos: list[np.ndarray], seed: int, n: int = 400) -> torch.Tensor:
     """Untouched crops of photos that the default is checked on."""
     return torch.from_numpy(random_crops(photos, n, np.random.default_rng(seed + 5), size=THUMB_SIZE))
 
 
 @torch.no_grad()
-def default_strength(actor: nn.Module, photos: list[np.ndarray], seed: int, n: int = 400) -> float:
-    """The largest strength at which the default code's edits of untouched crops of `photos` (photos the
-    prior never trained on) change them by at most MILD_DELTA_E; it is served with the prior to editors
+def default_strength(actor: nn.Module, crops: torch.Tensor) -> float:
+    """The largest strength at which the default code's edits of untouched `crops` (check_crops of photos
+    the prior never trained on) change them by at most MILD_DELTA_E; it is served with the prior to editors
     without a personal model (fine-tuning calibrates its own)."""
-    crops = _check_crops(photos, seed, n)
     feats, target = features(crops), reward.srgb_to_lab(crops)
     actions = actor(feats, None)
     for strength in DEFAULT_STRENGTHS:
@@ -321,14 +320,14 @@ def choose_default(
     camera-jittered crops closer to the crops. Both measured on `check_photos`, which the prior never
     trained on (its own photos flatter it), and never on a benchmark's.
     """
-    crops = _check_crops(check_photos, seed, n)
+    crops = check_crops(check_photos, seed, n)
     jittered = camera_jitter(crops, torch.Generator().manual_seed(seed + 6), 1.0)
     target = reward.srgb_to_lab(crops)
     no_edit = reward.mean_delta_e(jittered, target)
     best = None
     for untouched in DEFAULT_UNTOUCHED:
         actor = StyleActor(policy, encoder.encode(*default_code_pairs(code_photos, 256, seed, untouched)))
-        strength = default_strength(actor, check_photos, seed, n)
+        strength = default_strength(actor, crops)
         edited = edit(jittered, actor(features(jittered), None) * strength)
         closer = float((reward.mean_delta_e(edited, target) < no_edit).float().mean())
         if best is None or closer > best[2]["default_share_closer"]:

@@ -30,6 +30,7 @@ from rlcore.prior import (
     DEFAULT_UNTOUCHED,
     MILD_DELTA_E,
     PriorConfig,
+    check_crops,
     default_strength,
     make_bank,
     search_best_actions,
@@ -164,9 +165,9 @@ def test_the_default_strength_keeps_good_photos_nearly_untouched():
         def forward(self, feats, conv_x=None, drop=0.0, noise=0.0):
             return torch.full((len(feats), 12), self.value)
 
-    assert default_strength(Constant(0.0), photos, seed=0) == 1.0
+    assert default_strength(Constant(0.0), check_crops(photos, seed=0)) == 1.0
     strong = Constant(0.05)  # about 4 dE00 at full strength
-    strength = default_strength(strong, photos, seed=0)
+    strength = default_strength(strong, check_crops(photos, seed=0))
     assert 0.0 < strength < 1.0
     crops = torch.from_numpy(random_crops(photos, 100, np.random.default_rng(1), size=64))
     changed = reward.mean_delta_e(edit(crops, strong(crops) * strength), reward.srgb_to_lab(crops)).mean()
