@@ -295,6 +295,13 @@ class _Pool:
     def __len__(self):
         return self.before.shape[0]
 
+    def head(self, n_states: int) -> _Pool:
+        """The pool's first n_states states (the originals, then whole rounds of copies: _augment_pool's
+        order), with the same targets."""
+        view = None if self.view is None else self.view[:n_states]
+        pool = self.before[:n_states], self.pair[:n_states], self.original[:n_states]
+        return _Pool(*pool, self.target, self.weights, self.env_size, view)
+
     @property
     def source(self) -> torch.Tensor:
         """long (P,): the training pair each state was made from (``_augment_pool`` puts the originals
@@ -882,9 +889,20 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         extra=f"{seed}|{face_weight}|{asdict(cfg)}|{base.metadata.get('model_id')}",
     )
     searched = _search_pairs(pairs, train_idx, cfg, seed)
+    # one pool of training states (the emulator fitted once): the instant model searches its first rounds
+    # of copies, RL trains on `copies` rounds and starts from the originals' searched actions (docs/agent.md)
+    n_train = len(train_idx)
+    instant_copies = (
+        min(cfg.instant_copies, cfg.instant_states_max // n_train)
+        if cfg.distill and searched is not None
+        else 0
+    )
+    rl_copies = 0 if instant else copies
+    pool = _augment_pool(pairs, train_idx, max(instant_copies, rl_copies), cfg.aug_strength, seed, cfg.env_size,
+                         cfg.aug_target)  # fmt: skip
     # the instant model comes first: it is the answer for seconds=0, and RL must end better on validation
     instant_actor, instant_lambda = _instant_policy(
-        copy.deepcopy(actor), pairs, train_idx, searched, val, cfg, seed
+        copy.deepcopy(actor), pool.head(n_train * (1 + instant_copies)), searched, val, cfg, seed
     )
     val_instant = val.delta_e(instant_actor)
     if should_stop is not None and should_stop():
@@ -895,7 +913,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         val_actor = val_instant
         actor, distill_lambda, policy = instant_actor, instant_lambda, "instant"
     else:
-        pool = _augment_pool(pairs, train_idx, copies, cfg.aug_strength, seed, cfg.env_size, cfg.aug_target)
+        pool = pool.head(n_train * (1 + rl_copies))
         info = _train(
             pool, val, actor, critic, cfg, seed, seconds, max_steps,
             Path(checkpoint_path) if checkpoint_path is not None else None,
@@ -950,17 +968,16 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     return FinetuneResult(model=model, metrics=metrics, curve=info["curve"], val_idx=val_idx.tolist())
 
 
-def _instant_policy(actor, ps: PairSet, train_idx: np.ndarray, searched, val: _Val, cfg: Config, seed: int):
+def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: int):
     """The instant model: `actor` (the base's, or the prior's policy with the pairs' code) distilled with
-    the searched actions of the training befores and of camera-jittered copies of them: (policy, penalty).
+    the searched actions of the pool's states, the training befores and camera-jittered copies of them:
+    (policy, penalty).
 
     The actor was not fitted to these pairs (a prior's code was only read from them), so cross-validation
-    on folds of similar photos can say how each distillation form does on other photos.
+    on folds of similar training photos can say how each distillation form does on other photos.
     """
     if not cfg.distill or searched is None:
         return actor, None
-    copies = min(cfg.instant_copies, cfg.instant_states_max // len(train_idx))
-    pool = _augment_pool(ps, train_idx, copies, cfg.aug_strength, seed, cfg.search_size, cfg.aug_target)
     best_a, best_r = _search_pool(pool, searched, cfg, seed)
     folds = similar_photo_folds(pool, cfg.distill_folds, seed)
     distilled, lam = distill(actor, pool.feats, pool.conv, best_a, best_r, val, cfg.distill_mix, folds)
