@@ -14,9 +14,15 @@ quick mode's per-image optimum), per style, gap closed on the held-out pairs by:
   features and a linear policy could express if the photos were known. A large gap between the last two
   says the limit is generalisation from the training photos, not the form of the policy.
 
+And the prior on its own ground: generated styles (rlcore.stylegen, as in its training) applied to crops
+of the photos it trained on, and of photos it never saw (the benchmark's train and heldout roles); its code
+from 10 pairs of each style, the other 14 photos edited (its validation procedure), gap closed against the
+per-pair searched sliders. The drop from the first row to the others is what the prior loses on new
+photos; the drop from those to its "prior code" column above, what it loses on styles not generated.
+
 gap closed = (no edit - model) / (no edit - optimum), as in bench_quality.py.
 
-    .venv/bin/python bench/bench_limits.py --jobs 2 --out var/bench_limits.json     # ~8 min on 2 cores
+    .venv/bin/python bench/bench_limits.py --jobs 2 --out var/bench_limits.json     # ~9 min on 2 cores
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import bench_quality as bq  # noqa: E402
+from bench import photos  # noqa: E402
 from bench.pairs import STYLES  # noqa: E402
-from rlcore import emulator, reward  # noqa: E402
+from rlcore import emulator, prior, reward  # noqa: E402
 from rlcore.agent import PairSet, finetune, search_actions  # noqa: E402
 from rlcore.features import features, resize_u8  # noqa: E402
 from rlcore.modelfile import BASE_MODEL_PATH, load_model  # noqa: E402
@@ -45,6 +52,9 @@ from rlcore.modelfile import BASE_MODEL_PATH, load_model  # noqa: E402
 warnings.filterwarnings("ignore")
 
 LAMBDAS = (1.0, 3.0, 10.0, 30.0, 100.0)
+# kept out of the shipped prior's training to check its default on (rlcore/assets/BASE_MODEL.md)
+PRIOR_CHECK_PHOTOS = ("astronaut", "ihc", "retina")
+PRIOR_PHOTO_SETS = ("the prior's own photos", "train role (unseen)", "heldout role (unseen)")
 COLUMNS = ("instant", "prior_code", "emulator", "linear_from_training_optima", "linear_in_sample")
 
 
@@ -106,6 +116,26 @@ def style_task(style: str, base_path: str, cma_iters: int) -> dict:
     return row
 
 
+def prior_photos_task(photo_set: str, base_path: str, n_styles: int = 96, seed: int = 777) -> dict:
+    torch.set_num_threads(1)
+    if photo_set == PRIOR_PHOTO_SETS[0]:
+        images = [img for name, img in photos.load("base") if name not in PRIOR_CHECK_PHOTOS]
+    else:
+        images = [img for _, img in photos.load(photo_set.split()[0])]
+    base = load_model(base_path)
+    bank = prior.make_bank(images, n_styles, 24, seed=seed, env_size=32)
+    queries = bank.n_photos - prior.VAL_CONTEXT
+    with torch.no_grad():
+        model = prior.style_validation_delta_e(bank, base.encoder, base.actor.policy)
+        no_edit = prior.queries_delta_e(bank, torch.zeros(n_styles, queries, 12))
+        searched, _ = prior.search_best_actions(bank, 16, 24, 12, torch.Generator().manual_seed(seed))
+        best = prior.queries_delta_e(bank, searched[:, prior.VAL_CONTEXT :])
+    row = {"photos": photo_set, "no_edit": no_edit, "prior": model, "searched": best}
+    row["gap_closed"] = bq.gap_closed(no_edit, model, best)
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    return row
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--styles", default="all")
@@ -117,13 +147,20 @@ def main(argv=None) -> int:
     styles = list(STYLES) if args.styles == "all" else args.styles.split(",")
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+        prior_rows = pool.map(prior_photos_task, PRIOR_PHOTO_SETS, [args.base] * len(PRIOR_PHOTO_SETS))
         rows = list(pool.map(style_task, styles, [args.base] * len(styles), [args.cma_iters] * len(styles)))
+        prior_rows = list(prior_rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(rows, indent=1))
+    Path(args.out).write_text(json.dumps({"styles": rows, "prior_on_generated_styles": prior_rows}, indent=1))
     print("| style | " + " | ".join(c.replace("_", " ") for c in COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
     for r in [*rows, {"style": "**mean**", **{c: float(np.mean([r[c] for r in rows])) for c in COLUMNS}}]:
         print(f"| {r['style']} | " + " | ".join(f"{100 * r[c]:.1f} %" for c in COLUMNS) + " |")
+    print("\nthe prior on generated styles (code from 10 pairs, 14 photos edited; dE00)\n")
+    print("| photos | no edit | prior | searched | gap closed |\n|---|---|---|---|---|")
+    for r in prior_rows:
+        print(f"| {r['photos']} | {r['no_edit']:.2f} | {r['prior']:.2f} | {r['searched']:.2f} | "
+              f"{100 * r['gap_closed']:.1f} % |")  # fmt: skip
     print(
         "command: .venv/bin/python bench/bench_limits.py "
         + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))

@@ -104,6 +104,11 @@ class PriorConfig:
     huber_delta: float = 2.0
     self_imitation: float = 10.0
     supervision: float = 2.0  # slider regression where the style's sliders are known
+    # regularisers of the policy's update step, as in fine-tuning (Config.feat_noise, Config.actor_dropout):
+    # Gaussian noise on its standardised features and dropout, so that it cannot tell its few photos apart
+    # by their statistics (0: off, as shipped; docs/agent.md, "What limits the personal model")
+    feat_noise: float = 0.0
+    actor_dropout: float = 0.0
     max_grad_norm: float = 1.0
     # validation
     val_every: int = 250
@@ -364,13 +369,15 @@ def _context(bank: _Bank, styles: torch.Tensor, cfg: PriorConfig, gen: torch.Gen
 
 
 @torch.no_grad()
-def _validate(bank: _Bank, encoder: StyleEncoder, policy: StylePolicy, context: int = VAL_CONTEXT) -> float:
+def style_validation_delta_e(
+    bank: _Bank, encoder: StyleEncoder, policy: StylePolicy, context: int = VAL_CONTEXT
+) -> float:
     """Mean dE00 (at 64x64) of the actor's edits of each validation style's other photos, code from `context`."""
     z = encoder(bank.pairs[:, :context])
     q = bank.n_photos - context
     f = bank.feats_before[:, context:].reshape(-1, bank.feats_before.shape[-1])
     a = policy(f, z.repeat_interleave(q, 0))
-    return _validate_actions(bank, a.reshape(bank.n_styles, q, 12), context)
+    return queries_delta_e(bank, a.reshape(bank.n_styles, q, 12), context)
 
 
 def _searched(
@@ -388,7 +395,7 @@ def _searched(
 
 
 @torch.no_grad()
-def _validate_actions(bank: _Bank, actions: torch.Tensor, context: int = VAL_CONTEXT) -> float:
+def queries_delta_e(bank: _Bank, actions: torch.Tensor, context: int = VAL_CONTEXT) -> float:
     """Mean dE00 (at 64x64) of actions (S, P - context, 12) for the validation queries: each style's
     photos after the first `context`, whose pairs give the code."""
     before = bank.before[:, context:].reshape(-1, THUMB_SIZE, THUMB_SIZE, 3)
@@ -456,11 +463,11 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
 
     best_a, best_r = _searched(train, cfg, gen, searching)
     val_best_a, _ = _searched(val, cfg, gen)
-    val_searched = _validate_actions(val, val_best_a[:, VAL_CONTEXT:])
+    val_searched = queries_delta_e(val, val_best_a[:, VAL_CONTEXT:])
     ptr = size = step = 0
     val_no_edit = float(val.baseline.mean())  # at env size; the curve below is at 64x64
-    val_no_edit_64 = _validate_actions(val, torch.zeros_like(val_best_a[:, VAL_CONTEXT:]))
-    best_val = _validate(val, encoder, policy)
+    val_no_edit_64 = queries_delta_e(val, torch.zeros_like(val_best_a[:, VAL_CONTEXT:]))
+    best_val = style_validation_delta_e(val, encoder, policy)
     best_state = copy.deepcopy((encoder.state_dict(), policy.state_dict(), critic.state_dict()))
     best_step, curve = 0, [(0, best_val)]
     last_reward = float("nan")
@@ -532,7 +539,7 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
         ctx, mask = _context(train, sj, cfg, gen, pj)
         zj = encoder(ctx, mask)
         f = train.feats_before[sj, pj]
-        act = policy(f, zj)
+        act = policy(f, zj, cfg.actor_dropout, cfg.feat_noise)
         q = torch.zeros(()) if warm else critic(f, zj, act)
         imitate = ((act - best_a[sj, pj]) ** 2).sum(1) * (best_r[sj, pj] > 0)
         known = train.has_sliders[sj, pj]
@@ -547,7 +554,7 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
 
         # 6. validation on unseen styles; keep the best
         if step % cfg.val_every == 0:
-            v = _validate(val, encoder, policy)
+            v = style_validation_delta_e(val, encoder, policy)
             curve.append((step, v))
             if v < best_val:
                 best_val, best_step = v, step

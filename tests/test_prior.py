@@ -6,6 +6,8 @@ measures what a trained prior is worth.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -122,6 +124,10 @@ def test_train_prior_keeps_its_best_validated_snapshot_and_is_deterministic():
     assert model.metadata["strength"] in (0.0, *DEFAULT_STRENGTHS)
     again = train_prior(photos, seed=0, max_steps=60, config=cfg)
     assert again.curve == res.curve, "deterministic for a seed with max_steps"
+    noisy = train_prior(
+        photos, seed=0, max_steps=60, config=dataclasses.replace(cfg, feat_noise=0.3, actor_dropout=0.1)
+    )
+    assert noisy.curve != res.curve, "the policy's regularisers act on its update step"
 
 
 def test_restore_styles_undo_the_camera_and_leave_some_photos_alone():
