@@ -48,6 +48,7 @@ from rlcore import emulator, prior, reward  # noqa: E402
 from rlcore.agent import PairSet, finetune, search_actions  # noqa: E402
 from rlcore.features import features, resize_u8  # noqa: E402
 from rlcore.modelfile import BASE_MODEL_PATH, load_model  # noqa: E402
+from rlcore.networks import StyleActor  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -86,13 +87,11 @@ def style_task(style: str, base_path: str, cma_iters: int) -> dict:
     instant = finetune(PairSet(train.before, train.after), base=base, seconds=0, seed=0).model
     row["instant"] = closed(instant.predict_thumbnails(held.before))
 
-    f_train, f_held = features(train.before).double().numpy(), features(held.before).double().numpy()
+    feats_held = features(held.before)
+    f_train, f_held = features(train.before).double().numpy(), feats_held.double().numpy()
     with torch.no_grad():
-        z = base.encoder.encode(train.before, train.after).reshape(1, -1)
-        policy = base.actor.policy
-        row["prior_code"] = closed(
-            policy(features(held.before), z.expand(len(held.before), -1)).numpy() * 100
-        )
+        prior_code = StyleActor(base.actor.policy, base.encoder.encode(train.before, train.after))
+        row["prior_code"] = closed(prior_code(feats_held).numpy() * 100)
 
     style_model = emulator.fit(train.before, train.after, seed=0)
     small = resize_u8(torch.from_numpy(held.before), 16)

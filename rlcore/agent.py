@@ -297,10 +297,16 @@ class _Pool:
 
     def head(self, n_states: int) -> _Pool:
         """The pool's first n_states states (the originals, then whole rounds of copies: _augment_pool's
-        order), with the same targets."""
-        view = None if self.view is None else self.view[:n_states]
-        pool = self.before[:n_states], self.pair[:n_states], self.original[:n_states]
-        return _Pool(*pool, self.target, self.weights, self.env_size, view)
+        order), with the same targets. What __post_init__ computed per state is sliced, not computed again."""
+        if n_states >= len(self):
+            return self
+        head = copy.copy(self)
+        for name in ("before", "pair", "original", "view", "feats", "conv", "before_env", "baseline"):
+            value = getattr(self, name)
+            setattr(head, name, None if value is None else value[:n_states])
+        head.idx_original = self.idx_original[self.idx_original < n_states]
+        head.idx_augmented = self.idx_augmented[self.idx_augmented < n_states]
+        return head
 
     @property
     def source(self) -> torch.Tensor:

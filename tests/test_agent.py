@@ -18,6 +18,7 @@ from rlcore.agent import (
     PairSet,
     Progress,
     _augment_pool,
+    _Pool,
     finetune,
     validation_delta_e,
 )
@@ -130,6 +131,19 @@ def test_the_model_sees_the_whole_photo_and_the_reward_compares_the_region():
     res = finetune(cropped, base=fresh_base(), seed=0, max_steps=2, seconds=60, config=Config(**FAST))
     val = np.asarray(res.val_idx)
     assert validation_delta_e(res.model, cropped, val) != validation_delta_e(res.model, ps, val)
+
+
+def test_a_pools_head_is_the_pool_of_its_first_states():
+    ps = exposure_pairs(8)
+    view = np.concatenate([ps.before[:, :, :32], ps.before[::-1, :, 32:]], axis=2)
+    pool = _augment_pool(PairSet(ps.before, ps.after, view=view), np.arange(8), 3, 1.0, 0, 32, "emulated")
+    head = pool.head(8 * 2)  # the originals and the first round of copies
+    first = _Pool(pool.before[:16], pool.pair[:16], pool.original[:16], pool.target, pool.weights, 32,
+                  pool.view[:16])  # fmt: skip
+    assert len(head) == 16 and pool.head(len(pool)) is pool
+    for name in ("before", "pair", "original", "view", "feats", "conv", "before_env", "baseline",
+                 "target_lab_env", "idx_original", "idx_augmented"):  # fmt: skip
+        assert torch.equal(getattr(head, name), getattr(first, name)), name
 
 
 def test_many_pairs_get_fewer_augmented_copies():
