@@ -55,7 +55,7 @@ from rlcore import editor, emulator, reward
 from rlcore.color import linear_to_srgb, srgb_to_linear
 from rlcore.data import PairSet, random_crops
 from rlcore.editor import LUMA
-from rlcore.features import N_FEATURES, conv_input, features, resize_u8
+from rlcore.features import KEY_FEATURES, N_FEATURES, conv_input, features, resize_u8
 from rlcore.files import write_atomic
 from rlcore.imageio import THUMB_SIZE
 from rlcore.modelfile import BASE_MODEL_PATH, PersonalModel, load_model
@@ -138,6 +138,9 @@ class Config:
     # the instant model picks its distillation form on the validation pairs and on this many folds of
     # similar training photos (similar_photo_folds); not after RL, whose actor has seen every fold
     distill_folds: int = 3
+    # ... and may fit its linear policy on the few statistics photo-dependent edits answer to (brightness,
+    # black and white points, cast, colourfulness; features.KEY_FEATURES), where that is clearly better
+    distill_key_statistics: bool = True
     # regularisation of the actor (fine-tuning has ~40 pairs of a few photos; the actor must generalise)
     actor_dropout: float = 0.1  # dropout on the actor's inputs and hidden layers in its update step
     feat_noise: float = 0.2  # Gaussian noise on the standardised features in the actor's update step
@@ -434,6 +437,7 @@ def distill(
     val: _Val,
     mix: float,
     folds: list[_Fold] = (),
+    key_statistics: bool = False,
 ) -> tuple[DistilledActor | None, float | None]:
     """The RL actor combined with a linear policy fitted to the search's best confirmed actions.
 
@@ -446,6 +450,11 @@ def distill(
     each fold's befores when fitted without them (``similar_photo_folds``: more photos to choose on than
     a fifth of the pairs), is returned with its penalty, or (None, None) when none scores better than the
     actor alone or fewer than two states have a confirmed action.
+
+    key_statistics: each form is also fitted on ``KEY_FEATURES`` alone (the statistics photo-dependent
+    edits answer to; the other weights 0), and served only where it is clearly better (``_clearly_better``
+    on the same per-pair scores) than the best on every feature: with a few photos, all 61 statistics
+    let the fit follow whatever else those photos have in common.
     """
     keep = best_r > 0
     if int(keep.sum()) < 2:
@@ -455,41 +464,53 @@ def distill(
     xs = torch.cat([(x - mean) / std, torch.ones(len(x), 1, dtype=torch.float64)], 1)
     no_penalty_on_bias = torch.ones(xs.shape[1], dtype=torch.float64)
     no_penalty_on_bias[-1] = 0
+    column_sets = {False: torch.arange(xs.shape[1])}  # the bias is the last column
+    if key_statistics:
+        column_sets[True] = torch.tensor([*KEY_FEATURES, xs.shape[1] - 1])
     with torch.no_grad():
         actor_a = actor.eval()(feats, conv).double()
 
-    def candidates(fit: torch.Tensor) -> dict[tuple[float, float, float], DistilledActor]:
-        """(actor share, linear share, penalty) -> the combined policy, fitted on states `fit`."""
+    def candidates(fit: torch.Tensor) -> dict[tuple[float, float, float, bool], DistilledActor]:
+        """(actor share, linear share, penalty, key statistics only) -> the combined policy, fitted on
+        states `fit`."""
         y = best_a[fit].double()
         forms = [(y, 1 - share, share) for share in sorted({mix, 1.0})] + [(y - actor_a[fit], 1.0, 1.0)]
-        gram = xs[fit].T @ xs[fit]
         out = {}
-        for target, actor_share, linear_share in forms:
-            xty = xs[fit].T @ target
-            for lam in RIDGE_LAMBDAS:
-                w = torch.linalg.solve(gram + lam * torch.diag(no_penalty_on_bias), xty)  # (F + 1, 12)
-                linear = LinearPolicy(feats.shape[1], best_a.shape[1])
-                with torch.no_grad():
-                    linear.feat_mean.copy_(mean.float())
-                    linear.feat_std.copy_(std.float())
-                    linear.linear.weight.copy_(w[:-1].T.float())
-                    linear.linear.bias.copy_(w[-1].float())
-                out[(actor_share, linear_share, lam)] = DistilledActor(
-                    actor, linear, linear_share, actor_share
-                ).eval()
+        for key_only, cols in column_sets.items():
+            x_fit = xs[fit][:, cols]
+            gram, penalty = x_fit.T @ x_fit, torch.diag(no_penalty_on_bias[cols])
+            for target, actor_share, linear_share in forms:
+                xty = x_fit.T @ target
+                for lam in RIDGE_LAMBDAS:
+                    w = torch.zeros(xs.shape[1], target.shape[1], dtype=torch.float64)  # (F + 1, 12)
+                    w[cols] = torch.linalg.solve(gram + lam * penalty, xty)
+                    linear = LinearPolicy(feats.shape[1], best_a.shape[1])
+                    with torch.no_grad():
+                        linear.feat_mean.copy_(mean.float())
+                        linear.feat_std.copy_(std.float())
+                        linear.linear.weight.copy_(w[:-1].T.float())
+                        linear.linear.bias.copy_(w[-1].float())
+                    out[(actor_share, linear_share, lam, key_only)] = DistilledActor(
+                        actor, linear, linear_share, actor_share
+                    ).eval()
         return out
 
     full = candidates(keep)
-    total = {None: float(val.per_pair(actor).sum())}  # the actor alone, kept on a tie
-    total |= {key: float(val.per_pair(c).sum()) for key, c in full.items()}
+    per_pair = {None: [val.per_pair(actor)]}  # the actor alone, kept on a tie
+    per_pair |= {key: [val.per_pair(c)] for key, c in full.items()}
     for fold in folds:
         fit = keep & ~fold.held_out
         if int(fit.sum()) < 2:
             continue
         for key, c in candidates(fit).items():
-            total[key] += float(fold.test.per_pair(c).sum())
-        total[None] += float(fold.test.per_pair(actor).sum())
-    best = min(total, key=total.get)
+            per_pair[key].append(fold.test.per_pair(c))
+        per_pair[None].append(fold.test.per_pair(actor))
+    scores = {key: torch.cat(v) for key, v in per_pair.items()}
+    best = min((k for k in scores if k is None or not k[3]), key=lambda k: float(scores[k].sum()))
+    if key_statistics:  # the fewer statistics must earn their place: clearly better, not by a lucky pair
+        best_key = min((k for k in scores if k is not None and k[3]), key=lambda k: float(scores[k].sum()))
+        if _clearly_better(scores[best_key], scores[best]):
+            best = best_key
     return (None, None) if best is None else (full[best], best[2])
 
 
@@ -986,7 +1007,8 @@ def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: 
         return actor, None
     best_a, best_r = _search_pool(pool, searched, cfg, seed)
     folds = similar_photo_folds(pool, cfg.distill_folds, seed)
-    distilled, lam = distill(actor, pool.feats, pool.conv, best_a, best_r, val, cfg.distill_mix, folds)
+    distilled, lam = distill(actor, pool.feats, pool.conv, best_a, best_r, val, cfg.distill_mix, folds,
+                             cfg.distill_key_statistics)  # fmt: skip
     return (actor, None) if distilled is None else (distilled, lam)
 
 

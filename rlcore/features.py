@@ -18,13 +18,30 @@ import torch.nn.functional as F
 
 from rlcore.color import srgb_to_lab, srgb_to_linear
 
-__all__ = ["N_FEATURES", "CONV_THUMB", "features", "conv_input", "resize_u8"]
+__all__ = ["N_FEATURES", "KEY_FEATURES", "CONV_THUMB", "features", "conv_input", "resize_u8"]
 
 CONV_THUMB = 16  # the actor's convolution input side
 
 _Q = torch.tensor([0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99])
 _HIST_BINS = 16
 N_FEATURES = 21 + 7 + 10 + 3 + _HIST_BINS + 2 + 2
+_RGB, _L, _AB, _CHROMA, _GREY_WORLD = 0, 21, 28, 38, N_FEATURES - 2  # where each group of features starts
+
+# The statistics that an editor's photo-dependent adjustments answer to: each channel's black and white
+# point (levels), the lightness percentiles (exposure to a key, contrast, blacks and whites), the mean
+# cast and colourfulness (white balance, saturation) and the grey-world balance. A linear policy on
+# these few generalises from a handful of photos where one on all N_FEATURES follows what else the
+# photos happen to have in common (rlcore.agent.distill's "key statistics" form).
+KEY_FEATURES = (
+    *(_RGB + c for c in range(3)),  # R, G, B 1st percentile
+    *(_RGB + 6 * 3 + c for c in range(3)),  # R, G, B 99th percentile
+    *range(_L, _L + 7),  # L* percentiles 1 ... 99
+    _AB,  # a* mean
+    _AB + 5,  # b* mean
+    _CHROMA,  # chroma mean
+    _GREY_WORLD,  # log R/G
+    _GREY_WORLD + 1,  # log B/G
+)
 
 
 def _as_tensor_u8(images) -> torch.Tensor:

@@ -80,6 +80,16 @@ def test_features_and_parameter_counts():
     brighter = editor.apply_batch(torch.from_numpy(x), torch.tensor([[0, 0, 50] + [0] * 9] * 5))
     assert (features(brighter)[:, 21:28] >= f[:, 21:28] - 1e-6).all()
     assert n_params(Actor()) < 50_000 and n_params(Critic()) < 150_000
+    # KEY_FEATURES name what they say: on a flat warm grey, black = white point per channel, no lightness
+    # spread, a warm cast (b* > 0) and grey world R/G > 0 > B/G
+    from rlcore.features import KEY_FEATURES
+
+    flat = torch.tensor([150, 130, 100], dtype=torch.uint8).expand(1, 64, 64, 3)
+    key = features(flat)[0, list(KEY_FEATURES)]
+    assert torch.allclose(key[0:3], key[3:6], atol=1e-3)
+    assert torch.allclose(key[0:3], torch.tensor([150, 130, 100]) / 255, atol=3e-3)
+    assert float(key[6:13].max() - key[6:13].min()) < 0.01
+    assert float(key[14]) > 0.1 and float(key[16]) > 0 > float(key[17])
 
 
 def test_environment_step_is_rlcore_reward():
@@ -402,6 +412,31 @@ def test_distillation_blends_a_linear_policy_that_carries_an_adaptive_edit_to_ne
     assert np.corrcoef(predicted.numpy(), exposure[30:])[0, 1] > 0.8
     # nothing to distil (no state improved on no edit): the actor is kept
     assert distill(no_edit_actor, feats, conv, best_a, torch.zeros(30), val, mix=0.5) == (None, None)
+
+
+def test_distillation_on_the_key_statistics_alone_carries_an_adaptive_edit_from_a_few_photos():
+    """Eight photos whose exposure was set from their brightness: a fit on all 61 statistics follows what
+    else those eight have in common; on the key statistics alone it finds the rule, and is served only
+    because it validates clearly better (with the option off, the fit on every statistic is served)."""
+    from rlcore.agent import _Val, distill
+    from rlcore.features import KEY_FEATURES
+
+    before = scenes(40, 3)
+    exposure = np.clip((110 - before.reshape(40, -1).mean(1)) * 1.2, -100, 100).round()
+    sliders = torch.zeros(40, 12)
+    sliders[:, editor.ADJUSTMENTS.index("exposure")] = torch.from_numpy(exposure).float()
+    after = editor.apply_batch(torch.from_numpy(before), sliders).numpy()
+    val = _Val(torch.from_numpy(before[30:]), torch.from_numpy(after[30:]), None)
+    no_edit_actor = Actor()
+    with torch.no_grad():
+        no_edit_actor.mlp[-1].weight.zero_()
+    fit = (no_edit_actor, features(before[:8]), conv_input(before[:8]), sliders[:8] / 100, torch.ones(8), val)
+    every, _ = distill(*fit, mix=1.0)
+    key, _ = distill(*fit, mix=1.0, key_statistics=True)
+    others = [i for i in range(features(before[:1]).shape[1]) if i not in KEY_FEATURES]
+    assert float(key.linear.linear.weight[:, others].abs().max()) == 0.0
+    assert float(every.linear.linear.weight[:, others].abs().max()) > 0.0
+    assert val.delta_e(key) < 0.5 * val.delta_e(every)
 
 
 def test_distillation_corrects_a_good_actor_that_is_off_by_an_offset():
