@@ -85,6 +85,22 @@ def cmd_train_base(args) -> int:
     )  # fmt: skip
 
 
+def cmd_choose_default(args) -> int:
+    from rlcore.data import load_images
+    from rlcore.modelfile import load_model
+    from rlcore.prior import rechoose_default
+
+    before = load_model(args.model)
+    model = rechoose_default(before, load_images(args.images))
+    size = _save(model, args.out)
+    metrics = model.metadata["metrics"]
+    print(json.dumps({"out": args.out, "bytes": size, "model_id": model.metadata["model_id"],
+                      "was": before.metadata.get("model_id"), "strength": model.strength,
+                      "was_strength": before.strength, "default_untouched": metrics["default_untouched"],
+                      "default_share_closer": metrics["default_share_closer"]}))  # fmt: skip
+    return 0
+
+
 def cmd_finetune(args) -> int:
     from rlcore.agent import finetune
     from rlcore.data import load_pairs_dir
@@ -217,6 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--threads", type=int, help="prior: CPU threads for torch (default 1)")
     s.set_defaults(func=cmd_train_base)
+
+    s = sub.add_parser(
+        "choose-default",
+        help="a style prior's default for editors without a personal model, chosen again (same networks)",
+    )
+    s.add_argument("--model", required=True, help="the style prior (kind 'prior')")
+    s.add_argument("--images", required=True, help="the folder of photos it was trained with")
+    s.add_argument("--out", required=True, help="model file to write")
+    s.set_defaults(func=cmd_choose_default)
 
     s = sub.add_parser("finetune", help="learn one editor's style from a pairs directory")
     s.add_argument("--pairs", required=True, help="directory with before/ and after/ (and optional masks/)")

@@ -106,7 +106,7 @@ class PersonalModel:
         meta["actor_params"] = n_params(actor)
         meta["critic_params"] = n_params(critic) if critic is not None else 0
         if not meta.get("model_id"):
-            meta["model_id"] = f"{meta['kind']}-{_weights_hash(self._tensors())}"
+            meta["model_id"] = f"{meta['kind']}-{_weights_hash(self._tensors(), meta.get('strength'))}"
         if meta["kind"] in ("base", "prior"):  # a base (plain or a style prior) is its own version
             meta.setdefault("base_version", meta["model_id"])
         self.metadata = meta
@@ -159,8 +159,11 @@ class PersonalModel:
         return f"PersonalModel({self.metadata.get('model_id')}, kind={self.metadata.get('kind')})"
 
 
-def _weights_hash(tensors: dict[str, torch.Tensor]) -> str:
+def _weights_hash(tensors: dict[str, torch.Tensor], strength: float | None = None) -> str:
+    """What makes the predictions: the weights, and the strength they are served at where one is set."""
     h = hashlib.sha256()
+    if strength is not None:
+        h.update(f"strength={float(strength)!r}".encode())
     for k in sorted(tensors):
         h.update(k.encode())
         h.update(tensors[k].float().numpy().tobytes())

@@ -204,6 +204,18 @@ def test_train_base_and_module_entry_point(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert load_model(out).metadata["kind"] == "prior" and load_model(out).encoder is not None
+    again = tmp_path / "again.pt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlcore", "choose-default", "--model", out, "--images", images, "--out", again],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["model_id"] == load_model(again).metadata["model_id"]
+    assert (
+        summary["strength"] == load_model(again).strength
+        and summary["was"] == load_model(out).metadata["model_id"]
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "rlcore", "frobnicate"], cwd=ROOT, capture_output=True, text=True
     )

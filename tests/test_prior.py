@@ -35,8 +35,10 @@ from rlcore.prior import (
     check_crops,
     default_strength,
     make_bank,
+    rechoose_default,
     search_best_actions,
     train_prior,
+    upper_bound_of_mean,
 )
 from tests.test_agent import FAST, exposure_pairs, scenes
 
@@ -124,6 +126,18 @@ def test_train_prior_keeps_its_best_validated_snapshot_and_is_deterministic():
     assert model.metadata["strength"] in (0.0, *DEFAULT_STRENGTHS)
     again = train_prior(photos, seed=0, max_steps=60, config=cfg)
     assert again.curve == res.curve, "deterministic for a seed with max_steps"
+    # the default chosen again from the same photos: the same choice, the same file, the networks untouched
+    rechosen = rechoose_default(model, photos)
+    assert rechosen.metadata["model_id"] == model.metadata["model_id"]
+    assert rechosen.metadata["default_rechosen_from"] == model.metadata["model_id"]
+    assert torch.equal(rechosen.actor.z, model.actor.z) and torch.equal(rechosen.critic.z, model.actor.z)
+    x = torch.from_numpy(scenes(4, 9))
+    assert torch.equal(rechosen.predict_actions(x), model.predict_actions(x))
+    with pytest.raises(ValueError, match="photos it was trained with"):
+        rechoose_default(model, photos[:3])
+    with pytest.raises(ValueError, match="not a style prior"):
+        rechoose_default(load_model(model_bytes(finetune(exposure_pairs(8), base=model, seed=0, seconds=0).model)),
+                         photos)  # fmt: skip
     noisy = train_prior(
         photos, seed=0, max_steps=60, config=dataclasses.replace(cfg, feat_noise=0.3, actor_dropout=0.1)
     )
@@ -171,10 +185,49 @@ def test_the_default_strength_keeps_good_photos_nearly_untouched():
         def forward(self, feats, conv_x=None, drop=0.0, noise=0.0):
             return torch.full((len(feats), 12), self.value)
 
-    assert default_strength(Constant(0.0), check_crops(photos, seed=0)) == 1.0
+    assert default_strength(Constant(0.0), *check_crops(photos, seed=0)) == 1.0
     strong = Constant(0.05)  # about 4 dE00 at full strength
-    strength = default_strength(strong, check_crops(photos, seed=0))
+    strength = default_strength(strong, *check_crops(photos, seed=0))
     assert 0.0 < strength < 1.0
     crops = torch.from_numpy(random_crops(photos, 100, np.random.default_rng(1), size=64))
     changed = reward.mean_delta_e(edit(crops, strong(crops) * strength), reward.srgb_to_lab(crops)).mean()
     assert float(changed) <= MILD_DELTA_E + 0.5  # other crops than the calibration's: a small margin
+
+
+def test_the_default_is_checked_photo_by_photo():
+    """Photos differ more than crops of one photo: a default that is mild on average over the crops but
+    strong on some photos is served weaker than the pooled mean allows (the bound is on a typical photo,
+    with Student's t over the photos)."""
+    photos = [np.asarray(scenes(1, s)[0]) for s in range(6)]
+    crops, photo = check_crops(photos, seed=0, n=60)
+    assert crops.shape == (60, 64, 64, 3) and torch.equal(torch.bincount(photo), torch.full((6,), 10))
+    for p in range(6):  # each photo's crops are cut from that photo
+        assert float((crops[photo == p].float().mean() - float(photos[p].mean())).abs()) < 25
+
+    class BrightnessDependent(torch.nn.Module):  # strong on bright photos, none on dark ones
+        def forward(self, feats, conv_x=None, drop=0.0, noise=0.0):
+            return (feats[:, 24:25] - 0.3).clamp(min=0).expand(-1, 12) * 0.2  # L* median above 30
+
+    actor = BrightnessDependent()
+    strength = default_strength(actor, crops, photo)
+    target = reward.srgb_to_lab(crops)
+    pooled = next(
+        (s for s in DEFAULT_STRENGTHS
+         if float(reward.mean_delta_e(edit(crops, actor(features(crops)) * s), target).mean()) <= MILD_DELTA_E),
+        0.0,
+    )  # fmt: skip
+    assert strength < pooled
+    assert upper_bound_of_mean(torch.tensor([1.5])) == 1.5
+    assert upper_bound_of_mean(torch.tensor([1.0, 2.0, 3.0])) == pytest.approx(
+        2.0 + 2.919986 / 3**0.5, abs=1e-4
+    )
+
+
+def test_the_model_id_changes_with_the_strength_it_is_served_at():
+    model = random_prior()
+    ids = {
+        PersonalModel(model.actor, model.critic, metadata={"kind": "prior", "strength": s}, encoder=model.encoder)
+        .metadata["model_id"]
+        for s in (None, 0.4, 0.5)
+    }  # fmt: skip
+    assert len(ids) == 3
