@@ -506,9 +506,10 @@ def distill(
             per_pair[key].append(fold.test.per_pair(c))
         per_pair[None].append(fold.test.per_pair(actor))
     scores = {key: torch.cat(v) for key, v in per_pair.items()}
-    best = min((k for k in scores if k is None or not k[3]), key=lambda k: float(scores[k].sum()))
+    total = {key: float(v.sum()) for key, v in scores.items()}
+    best = min((k for k in scores if k is None or not k[3]), key=total.get)
     if key_statistics:  # the fewer statistics must earn their place: clearly better, not by a lucky pair
-        best_key = min((k for k in scores if k is not None and k[3]), key=lambda k: float(scores[k].sum()))
+        best_key = min((k for k in scores if k is not None and k[3]), key=total.get)
         if _clearly_better(scores[best_key], scores[best]):
             best = best_key
     return (None, None) if best is None else (full[best], best[2])
