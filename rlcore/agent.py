@@ -141,6 +141,8 @@ class Config:
     # ... and may fit its linear policy on the few statistics photo-dependent edits answer to (brightness,
     # black and white points, cast, colourfulness; features.KEY_FEATURES), where that is clearly better
     distill_key_statistics: bool = True
+    # ... and, once chosen, is fitted again on every pair, the validation pairs too (more photos)
+    instant_refit: bool = True
     # regularisation of the actor (fine-tuning has ~40 pairs of a few photos; the actor must generalise)
     actor_dropout: float = 0.1  # dropout on the actor's inputs and hidden layers in its update step
     feat_noise: float = 0.2  # Gaussian noise on the standardised features in the actor's update step
@@ -428,6 +430,51 @@ def similar_photo_folds(pool: _Pool, k: int, seed: int) -> list[_Fold]:
     return folds
 
 
+@dataclass(frozen=True)
+class DistillForm:
+    """How ``distill`` combines the actor with a linear policy: actor_share * actor + linear_share * linear.
+
+    The linear policy is a ridge fit (`penalty`) on every statistic or on ``KEY_FEATURES`` alone
+    (`key_only`), to the best actions (`corrects_actor` False) or to what the actor misses of them (True).
+    """
+
+    actor_share: float
+    linear_share: float
+    penalty: float
+    key_only: bool = False
+    corrects_actor: bool = False
+
+
+def fit_distilled(
+    actor: Actor, actor_actions: torch.Tensor, feats: torch.Tensor, best_a: torch.Tensor, fit: torch.Tensor,
+    form: DistillForm,
+) -> DistilledActor:  # fmt: skip
+    """The policy of `form`, its linear part fitted in closed form to the best actions of states `fit`.
+
+    actor_actions (P, 12): the actor's actions for the states (computed once by the caller: it is the
+    expensive part when many forms are fitted); feats (P, F) are standardised over all P states.
+    """
+    x = feats.double()
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    xs = torch.cat([(x - mean) / std, torch.ones(len(x), 1, dtype=torch.float64)], 1)
+    cols = torch.tensor([*KEY_FEATURES, xs.shape[1] - 1]) if form.key_only else torch.arange(xs.shape[1])
+    penalty = torch.ones(len(cols), dtype=torch.float64)
+    penalty[-1] = 0  # not on the bias (the last column)
+    target = best_a[fit].double()
+    if form.corrects_actor:
+        target = target - actor_actions[fit].double()
+    x_fit = xs[fit][:, cols]
+    w = torch.zeros(xs.shape[1], target.shape[1], dtype=torch.float64)  # (F + 1, 12)
+    w[cols] = torch.linalg.solve(x_fit.T @ x_fit + form.penalty * torch.diag(penalty), x_fit.T @ target)
+    linear = LinearPolicy(feats.shape[1], best_a.shape[1])
+    with torch.no_grad():
+        linear.feat_mean.copy_(mean.float())
+        linear.feat_std.copy_(std.float())
+        linear.linear.weight.copy_(w[:-1].T.float())
+        linear.linear.bias.copy_(w[-1].float())
+    return DistilledActor(actor, linear, form.linear_share, form.actor_share).eval()
+
+
 def distill(
     actor: Actor,
     feats: torch.Tensor,
@@ -438,7 +485,7 @@ def distill(
     mix: float,
     folds: list[_Fold] = (),
     key_statistics: bool = False,
-) -> tuple[DistilledActor | None, float | None]:
+) -> tuple[DistilledActor | None, DistillForm | None]:
     """The RL actor combined with a linear policy fitted to the search's best confirmed actions.
 
     feats (P, F), conv (P, 3, 16, 16), best_a (P, 12), best_r (P,): every training state's inputs and the
@@ -448,7 +495,7 @@ def distill(
     what it misses (where the actor follows the photo well but is off by an editor-wide offset; large
     penalties leave just that offset). The one with the lowest mean dE00 on the validation pairs, and on
     each fold's befores when fitted without them (``similar_photo_folds``: more photos to choose on than
-    a fifth of the pairs), is returned with its penalty, or (None, None) when none scores better than the
+    a fifth of the pairs), is returned with its form, or (None, None) when none scores better than the
     actor alone or fewer than two states have a confirmed action.
 
     key_statistics: each form is also fitted on ``KEY_FEATURES`` alone (the statistics photo-dependent
@@ -459,60 +506,37 @@ def distill(
     keep = best_r > 0
     if int(keep.sum()) < 2:
         return None, None
-    x = feats.double()
-    mean, std = x.mean(0), x.std(0) + 1e-6
-    xs = torch.cat([(x - mean) / std, torch.ones(len(x), 1, dtype=torch.float64)], 1)
-    no_penalty_on_bias = torch.ones(xs.shape[1], dtype=torch.float64)
-    no_penalty_on_bias[-1] = 0
-    column_sets = {False: torch.arange(xs.shape[1])}  # the bias is the last column
-    if key_statistics:
-        column_sets[True] = torch.tensor([*KEY_FEATURES, xs.shape[1] - 1])
     with torch.no_grad():
-        actor_a = actor.eval()(feats, conv).double()
+        actor_a = actor.eval()(feats, conv)
+    shares = [(1 - share, share, False) for share in sorted({mix, 1.0})] + [(1.0, 1.0, True)]
+    forms = [
+        DistillForm(actor_share, linear_share, lam, key_only, corrects)
+        for key_only in ((False, True) if key_statistics else (False,))
+        for actor_share, linear_share, corrects in shares
+        for lam in RIDGE_LAMBDAS
+    ]
 
-    def candidates(fit: torch.Tensor) -> dict[tuple[float, float, float, bool], DistilledActor]:
-        """(actor share, linear share, penalty, key statistics only) -> the combined policy, fitted on
-        states `fit`."""
-        y = best_a[fit].double()
-        forms = [(y, 1 - share, share) for share in sorted({mix, 1.0})] + [(y - actor_a[fit], 1.0, 1.0)]
-        out = {}
-        for key_only, cols in column_sets.items():
-            x_fit = xs[fit][:, cols]
-            gram, penalty = x_fit.T @ x_fit, torch.diag(no_penalty_on_bias[cols])
-            for target, actor_share, linear_share in forms:
-                xty = x_fit.T @ target
-                for lam in RIDGE_LAMBDAS:
-                    w = torch.zeros(xs.shape[1], target.shape[1], dtype=torch.float64)  # (F + 1, 12)
-                    w[cols] = torch.linalg.solve(gram + lam * penalty, xty)
-                    linear = LinearPolicy(feats.shape[1], best_a.shape[1])
-                    with torch.no_grad():
-                        linear.feat_mean.copy_(mean.float())
-                        linear.feat_std.copy_(std.float())
-                        linear.linear.weight.copy_(w[:-1].T.float())
-                        linear.linear.bias.copy_(w[-1].float())
-                    out[(actor_share, linear_share, lam, key_only)] = DistilledActor(
-                        actor, linear, linear_share, actor_share
-                    ).eval()
-        return out
+    def candidates(fit: torch.Tensor) -> dict[DistillForm, DistilledActor]:
+        return {form: fit_distilled(actor, actor_a, feats, best_a, fit, form) for form in forms}
 
     full = candidates(keep)
     per_pair = {None: [val.per_pair(actor)]}  # the actor alone, kept on a tie
-    per_pair |= {key: [val.per_pair(c)] for key, c in full.items()}
+    per_pair |= {form: [val.per_pair(c)] for form, c in full.items()}
     for fold in folds:
         fit = keep & ~fold.held_out
         if int(fit.sum()) < 2:
             continue
-        for key, c in candidates(fit).items():
-            per_pair[key].append(fold.test.per_pair(c))
+        for form, c in candidates(fit).items():
+            per_pair[form].append(fold.test.per_pair(c))
         per_pair[None].append(fold.test.per_pair(actor))
-    scores = {key: torch.cat(v) for key, v in per_pair.items()}
-    total = {key: float(v.sum()) for key, v in scores.items()}
-    best = min((k for k in scores if k is None or not k[3]), key=total.get)
+    scores = {form: torch.cat(v) for form, v in per_pair.items()}
+    total = {form: float(v.sum()) for form, v in scores.items()}
+    best = min((f for f in scores if f is None or not f.key_only), key=total.get)
     if key_statistics:  # the fewer statistics must earn their place: clearly better, not by a lucky pair
-        best_key = min((k for k in scores if k is not None and k[3]), key=total.get)
+        best_key = min((f for f in scores if f is not None and f.key_only), key=total.get)
         if _clearly_better(scores[best_key], scores[best]):
             best = best_key
-    return (None, None) if best is None else (full[best], best[2])
+    return (None, None) if best is None else (full[best], best)
 
 
 def _augment_pool(
@@ -929,7 +953,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     pool = _augment_pool(pairs, train_idx, max(instant_copies, rl_copies), cfg.aug_strength, seed, cfg.env_size,
                          cfg.aug_target)  # fmt: skip
     # the instant model comes first: it is the answer for seconds=0, and RL must end better on validation
-    instant_actor, instant_lambda = _instant_policy(
+    instant_actor, instant_form = _instant_policy(
         copy.deepcopy(actor), pool.head(n_train * (1 + instant_copies)), searched, val, cfg, seed
     )
     val_instant = val.delta_e(instant_actor)
@@ -939,7 +963,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         info = {"steps": 0, "env_steps": 0, "best_step": 0, "stopped_early": False, "curve": [(0, val_instant)],
                 "pool_best_reward_original": None, "train_seconds": time.monotonic() - t_start}  # fmt: skip
         val_actor = val_instant
-        actor, distill_lambda, policy = instant_actor, instant_lambda, "instant"
+        actor, form, policy = instant_actor, instant_form, "instant"
     else:
         pool = pool.head(n_train * (1 + rl_copies))
         info = _train(
@@ -947,15 +971,23 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
             Path(checkpoint_path) if checkpoint_path is not None else None,
             should_stop, on_progress, fp, t_start, searched,
         )  # fmt: skip
-        val_actor, distill_lambda, policy = val.delta_e(actor), None, "fine_tuned"
+        val_actor, form, policy = val.delta_e(actor), None, "fine_tuned"
         if cfg.distill:
-            distilled, distill_lambda = distill(
+            distilled, form = distill(
                 actor, pool.feats, pool.conv, info["best_actions"], info["best_rewards"], val, cfg.distill_mix
             )
             actor = distilled if distilled is not None else actor
         if not _clearly_better(val.per_pair(actor), val.per_pair(instant_actor)):
-            actor, distill_lambda, policy = instant_actor, instant_lambda, "instant"
+            actor, form, policy = instant_actor, instant_form, "instant"
+    # every figure below is the chosen policy's on pairs it was not fitted to, the strength too; a refit
+    # of the instant model on every pair comes after them
     strength, scores = calibrate_strength(val, actor)
+    refit = policy == "instant" and form is not None and cfg.instant_refit and len(val_idx) > 0
+    if refit:
+        refitted = _refit_on_every_pair(actor.actor, form, pairs, train_idx, val_idx, searched,
+                                        instant_copies, cfg, seed)  # fmt: skip
+        refit = refitted is not None
+        actor = refitted if refit else actor
     val_personal, val_unscaled = scores[strength], scores[1.0]
     metrics = {
         "val_delta_e_no_edit": round(val_no_edit, 4),
@@ -964,7 +996,8 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         "val_delta_e_personal": round(val_personal, 4),
         "val_delta_e_unscaled": round(val_unscaled, 4),
         "val_delta_e_actor": round(val_actor, 4),  # the RL actor alone, before distillation
-        "distill_lambda": distill_lambda,
+        "distill_lambda": None if form is None else form.penalty,
+        "refit_on_every_pair": refit,  # the instant model's form fitted again with the validation pairs
         "policy": policy,  # what is served: "fine_tuned" (RL, distilled) or "instant" (where RL did not beat it)
         "strength": strength,
         # what the calibration did: "kept" the actor as trained, "scaled" it, or fell back to "no_edit"
@@ -999,7 +1032,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
 def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: int):
     """The instant model: `actor` (the base's, or the prior's policy with the pairs' code) distilled with
     the searched actions of the pool's states, the training befores and camera-jittered copies of them:
-    (policy, penalty).
+    (policy, its DistillForm or None for the actor alone).
 
     The actor was not fitted to these pairs (a prior's code was only read from them), so cross-validation
     on folds of similar training photos can say how each distillation form does on other photos.
@@ -1008,9 +1041,32 @@ def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: 
         return actor, None
     best_a, best_r = _search_pool(pool, searched, cfg, seed)
     folds = similar_photo_folds(pool, cfg.distill_folds, seed)
-    distilled, lam = distill(actor, pool.feats, pool.conv, best_a, best_r, val, cfg.distill_mix, folds,
-                             cfg.distill_key_statistics)  # fmt: skip
-    return (actor, None) if distilled is None else (distilled, lam)
+    distilled, form = distill(actor, pool.feats, pool.conv, best_a, best_r, val, cfg.distill_mix, folds,
+                              cfg.distill_key_statistics)  # fmt: skip
+    return (actor, None) if distilled is None else (distilled, form)
+
+
+def _refit_on_every_pair(
+    actor, form: DistillForm, pairs: PairSet, train_idx, val_idx, searched, copies: int, cfg: Config, seed: int
+) -> DistilledActor | None:  # fmt: skip
+    """The instant model's distillation form fitted again, on the training *and* the validation pairs.
+
+    Validation chose the form and its penalty; once chosen, its pairs are more photos to learn the
+    style's answers from (two of ten pairs, at ten). Their befores are searched and jittered like the
+    training befores'; the emulator for the copies' targets sees every pair. None: too few confirmed
+    actions to fit.
+    """
+    idx = np.concatenate([train_idx, val_idx])
+    val_a, val_r = _search_pairs(pairs, val_idx, cfg, seed)
+    pool = _augment_pool(pairs, idx, copies, cfg.aug_strength, seed, cfg.env_size, cfg.aug_target)
+    best_a, best_r = _search_pool(pool, (torch.cat([searched[0], val_a]), torch.cat([searched[1], val_r])),
+                                  cfg, seed)  # fmt: skip
+    keep = best_r > 0
+    if int(keep.sum()) < 2:
+        return None
+    with torch.no_grad():
+        actor_a = actor.eval()(pool.feats, pool.conv)
+    return fit_distilled(actor, actor_a, pool.feats, best_a, keep, form)
 
 
 def _search_pairs(ps: PairSet, idx: np.ndarray, cfg: Config, seed: int):

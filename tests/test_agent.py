@@ -404,8 +404,10 @@ def test_distillation_blends_a_linear_policy_that_carries_an_adaptive_edit_to_ne
     with torch.no_grad():
         no_edit_actor.mlp[-1].weight.zero_()
     conv = conv_input(before[:30])
-    blended, lam = distill(no_edit_actor, feats, conv, best_a, torch.ones(30), val, mix=1.0)
-    assert isinstance(blended, DistilledActor) and isinstance(blended.linear, LinearPolicy) and lam > 0
+    blended, form = distill(no_edit_actor, feats, conv, best_a, torch.ones(30), val, mix=1.0)
+    assert (
+        isinstance(blended, DistilledActor) and isinstance(blended.linear, LinearPolicy) and form.penalty > 0
+    )
     assert val.delta_e(blended) < 0.5 * val.delta_e(no_edit_actor)
     with torch.no_grad():
         predicted = blended(val.feats, val.conv)[:, editor.ADJUSTMENTS.index("exposure")] * 100
@@ -462,9 +464,9 @@ def test_distillation_corrects_a_good_actor_that_is_off_by_an_offset():
     after = editor.apply_batch(torch.from_numpy(before), sliders).numpy()
     assert 10 < int((sliders[:, exposure_i] > 0).sum()) < 50, "both sides of the step among the photos"
     val = _Val(torch.from_numpy(before[40:]), torch.from_numpy(after[40:]), None)
-    combined, lam = distill(actor, features(before[:40]), conv_input(before[:40]), sliders[:40] / 100,
+    combined, form = distill(actor, features(before[:40]), conv_input(before[:40]), sliders[:40] / 100,
                             torch.ones(40), val, mix=0.5)  # fmt: skip
-    assert isinstance(combined, DistilledActor) and float(combined.actor_share) == 1.0
+    assert isinstance(combined, DistilledActor) and float(combined.actor_share) == 1.0 and form.corrects_actor
     with torch.no_grad():
         predicted = combined(val.feats, val.conv) * 100
     assert predicted[:, contrast_i].sub(30).abs().mean() < 6
@@ -498,6 +500,30 @@ def test_the_instant_model_fits_the_searched_actions_of_the_pairs():
         off.metrics["distill_lambda"] is None
         and off.metrics["val_delta_e_personal"] > m["val_delta_e_personal"]
     )
+
+
+def test_the_instant_model_is_fitted_again_on_every_pair_once_validation_chose_its_form():
+    """Validation chooses the instant model's form and penalty; the served policy is that form fitted again
+    with the validation pairs too (more photos to learn from), while every figure reported stays the one
+    measured on pairs the policy was not fitted to."""
+    from rlcore.agent import validation_delta_e
+
+    before = scenes(20, 11)
+    sliders = torch.zeros(20, 12)  # an adaptive style: exposure set from each photo's brightness
+    sliders[:, editor.ADJUSTMENTS.index("exposure")] = torch.from_numpy(
+        np.clip((110 - before.reshape(20, -1).mean(1)) * 1.2, -100, 100).round()
+    ).float()
+    pairs = PairSet(before, editor.apply_batch(torch.from_numpy(before), sliders).numpy())
+    kept = finetune(pairs, base=fresh_base(), seconds=0, seed=0, config=Config(**FAST, instant_refit=False))
+    refit = finetune(pairs, base=fresh_base(), seconds=0, seed=0, config=Config(**FAST))
+    assert refit.metrics["refit_on_every_pair"] and not kept.metrics["refit_on_every_pair"]
+    measured = ("val_delta_e_instant", "val_delta_e_personal", "distill_lambda", "strength")
+    assert {k: refit.metrics[k] for k in measured} == {k: kept.metrics[k] for k in measured}
+    assert float(refit.model.actor.mix) == float(kept.model.actor.mix)
+    assert not torch.equal(refit.model.actor.linear.linear.weight, kept.model.actor.linear.linear.weight)
+    # the validation pairs are now among the photos it was fitted to
+    val = refit.val_idx
+    assert validation_delta_e(refit.model, pairs, val) < validation_delta_e(kept.model, pairs, val)
 
 
 def test_finetune_serves_the_distilled_blend_only_when_it_validates_better_and_it_survives_the_file():
