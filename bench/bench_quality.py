@@ -21,6 +21,11 @@ gap closed = (no edit - model) / (no edit - optimum).  The full mode adds:
 
     .venv/bin/python bench/bench_quality.py --quick          # < 10 min on 2 cores: 30 s, one seed
     .venv/bin/python bench/bench_quality.py                  # full mode (about an hour with --jobs 2)
+    .venv/bin/python bench/bench_quality.py --quick --seconds 0 --pairs-curve 10 --data-seed 1
+        # the instant model alone (deterministic: an exact A/B in ~2 min) on another draw of the pairs
+
+The instant model has no time budget, so its figures are exact for a draw of the pairs, but one draw's
+crops and camera errors move a style's figure by several points: compare changes over a few --data-seed.
 
 Fine-tuning runs in --jobs processes of one thread each; timings assume nothing else loads the machine.
 """
@@ -66,6 +71,7 @@ class Plan:
     seeds: tuple[int, ...] = (0, 1)
     heldout: int = 40
     cma_iters: int = 120
+    data_seed: int = DATA_SEED  # which pairs: the training pairs' seed (the held-out pairs': + 1000)
 
 
 FULL = Plan()
@@ -183,17 +189,17 @@ def config(overrides, **fixed) -> Config:
 # ------------------------------------------------------------------------------------------------------
 
 
-def _pairs(style: str, role: str, n: int) -> bench_pairs.Pairs:
-    return bench_pairs.make(style, role, n, DATA_SEED if role == "train" else DATA_SEED + 1000)
+def _pairs(style: str, role: str, n: int, data_seed: int = DATA_SEED) -> bench_pairs.Pairs:
+    return bench_pairs.make(style, role, n, data_seed if role == "train" else data_seed + 1000)
 
 
 def _train_size(plan: Plan) -> int:
     return max([MAIN_PAIRS, *plan.pairs_curve])
 
 
-def finetune_task(run: Run, train_size: int, base_path: str) -> dict:
+def finetune_task(run: Run, train_size: int, base_path: str, data_seed: int = DATA_SEED) -> dict:
     torch.set_num_threads(1)
-    train = _pairs(run.style, "train", train_size).head(run.pairs)
+    train = _pairs(run.style, "train", train_size, data_seed).head(run.pairs)
     t = time.monotonic()
     res = finetune(
         PairSet(train.before, train.after),
@@ -217,8 +223,8 @@ def references_task(style: str, plan: Plan, seed: int) -> dict:
     They depend on the pairs only, not on any model: cached under var/ for the next run.
     """
     torch.set_num_threads(1)
-    train = _pairs(style, "train", _train_size(plan)).head(MAIN_PAIRS)
-    held = _pairs(style, "heldout", plan.heldout)
+    train = _pairs(style, "train", _train_size(plan), plan.data_seed).head(MAIN_PAIRS)
+    held = _pairs(style, "heldout", plan.heldout, plan.data_seed)
     digest = hashlib.sha256(
         b"".join(a.tobytes() for a in (train.before, train.after, held.before, held.after))
     ).hexdigest()[:16]
@@ -233,10 +239,12 @@ def references_task(style: str, plan: Plan, seed: int) -> dict:
     return {"style": style, "preset": preset, "optimum": optimum, "seconds": round(time.monotonic() - t, 1)}
 
 
-def efficiency_task(style: str, train_size: int, base_path: str, max_steps: int, overrides) -> dict:
+def efficiency_task(
+    style: str, train_size: int, base_path: str, max_steps: int, overrides, data_seed: int = DATA_SEED
+) -> dict:
     """Env steps to reach a validation dE00: actor-sampled vs uniformly random exploration."""
     torch.set_num_threads(1)
-    train = _pairs(style, "train", train_size).head(MAIN_PAIRS)
+    train = _pairs(style, "train", train_size, data_seed).head(MAIN_PAIRS)
     base = load_model(base_path)
     out = {}
     for mode in ("actor", "uniform"):
@@ -318,7 +326,10 @@ def run_benchmark(styles: list[str], plan: Plan, args) -> dict:
     print(f"making pairs: {train_size} training and {plan.heldout} held-out per style", flush=True)
     data = {}
     for style in tqdm(styles, desc="pairs", unit="style"):
-        data[style] = (_pairs(style, "train", train_size), _pairs(style, "heldout", plan.heldout))
+        data[style] = (
+            _pairs(style, "train", train_size, plan.data_seed),
+            _pairs(style, "heldout", plan.heldout, plan.data_seed),
+        )
     held_before = data[styles[0]][1].before
     assert all(np.array_equal(held_before, data[s][1].before) for s in styles), "styles edit the same befores"
 
@@ -328,11 +339,19 @@ def run_benchmark(styles: list[str], plan: Plan, args) -> dict:
     context = multiprocessing.get_context("spawn")  # no fork after torch has started its threads
     started = time.monotonic()
     with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-        futures = [pool.submit(finetune_task, run, train_size, base_path) for run in runs]
+        futures = [pool.submit(finetune_task, run, train_size, base_path, plan.data_seed) for run in runs]
         futures += [pool.submit(references_task, style, plan, args.seed) for style in styles]
         if args.efficiency:
             futures += [
-                pool.submit(efficiency_task, s, train_size, base_path, args.efficiency_steps, args.config)
+                pool.submit(
+                    efficiency_task,
+                    s,
+                    train_size,
+                    base_path,
+                    args.efficiency_steps,
+                    args.config,
+                    plan.data_seed,
+                )
                 for s in styles
             ]
         work = sum(r.seconds for r in runs)
@@ -551,6 +570,10 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, help="the main column's fine-tuning budget (default: the mode's)")
     p.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="processes")
     p.add_argument("--seed", type=int, default=0, help="CMA-ES seed")
+    p.add_argument(
+        "--data-seed", type=int, default=DATA_SEED,
+        help="another draw of the pairs (crops, camera errors; the held-out pairs' seed is this + 1000)",
+    )  # fmt: skip
     p.add_argument("--base", default=str(BASE_MODEL_PATH))
     p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                    help="override a fine-tuning Config field, e.g. --config aug_target=unchanged (repeatable)")  # fmt: skip
@@ -573,6 +596,7 @@ def main(argv=None) -> int:
         )
     if args.seconds is not None:
         plan = Plan(**{**asdict(plan), "seconds": args.seconds})
+    plan = Plan(**{**asdict(plan), "data_seed": args.data_seed})
     config(args.config)  # refuse unknown --config fields before any work
     wanted = list(bench_pairs.STYLES) if args.styles == "all" else args.styles.split(",")
     styles = runnable(wanted)
