@@ -141,8 +141,6 @@ class Config:
     # ... and may fit its linear policy on the few statistics photo-dependent edits answer to (brightness,
     # black and white points, cast, colourfulness; features.KEY_FEATURES), where that is clearly better
     distill_key_statistics: bool = True
-    # ... and, once chosen, is fitted again on every pair, the validation pairs too (more photos)
-    instant_refit: bool = True
     # regularisation of the actor (fine-tuning has ~40 pairs of a few photos; the actor must generalise)
     actor_dropout: float = 0.1  # dropout on the actor's inputs and hidden layers in its update step
     feat_noise: float = 0.2  # Gaussian noise on the standardised features in the actor's update step
@@ -979,15 +977,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
             actor = distilled if distilled is not None else actor
         if not _clearly_better(val.per_pair(actor), val.per_pair(instant_actor)):
             actor, form, policy = instant_actor, instant_form, "instant"
-    # every figure below is the chosen policy's on pairs it was not fitted to, the strength too; a refit
-    # of the instant model on every pair comes after them
     strength, scores = calibrate_strength(val, actor)
-    refit = policy == "instant" and form is not None and cfg.instant_refit and len(val_idx) > 0
-    if refit:
-        refitted = _refit_on_every_pair(actor.actor, form, pairs, train_idx, val_idx, searched,
-                                        instant_copies, cfg, seed)  # fmt: skip
-        refit = refitted is not None
-        actor = refitted if refit else actor
     val_personal, val_unscaled = scores[strength], scores[1.0]
     metrics = {
         "val_delta_e_no_edit": round(val_no_edit, 4),
@@ -997,7 +987,6 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         "val_delta_e_unscaled": round(val_unscaled, 4),
         "val_delta_e_actor": round(val_actor, 4),  # the RL actor alone, before distillation
         "distill_lambda": None if form is None else form.penalty,
-        "refit_on_every_pair": refit,  # the instant model's form fitted again with the validation pairs
         "policy": policy,  # what is served: "fine_tuned" (RL, distilled) or "instant" (where RL did not beat it)
         "strength": strength,
         # what the calibration did: "kept" the actor as trained, "scaled" it, or fell back to "no_edit"
@@ -1044,29 +1033,6 @@ def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: 
     distilled, form = distill(actor, pool.feats, pool.conv, best_a, best_r, val, cfg.distill_mix, folds,
                               cfg.distill_key_statistics)  # fmt: skip
     return (actor, None) if distilled is None else (distilled, form)
-
-
-def _refit_on_every_pair(
-    actor, form: DistillForm, pairs: PairSet, train_idx, val_idx, searched, copies: int, cfg: Config, seed: int
-) -> DistilledActor | None:  # fmt: skip
-    """The instant model's distillation form fitted again, on the training *and* the validation pairs.
-
-    Validation chose the form and its penalty; once chosen, its pairs are more photos to learn the
-    style's answers from (two of ten pairs, at ten). Their befores are searched and jittered like the
-    training befores'; the emulator for the copies' targets sees every pair. None: too few confirmed
-    actions to fit.
-    """
-    idx = np.concatenate([train_idx, val_idx])
-    val_a, val_r = _search_pairs(pairs, val_idx, cfg, seed)
-    pool = _augment_pool(pairs, idx, copies, cfg.aug_strength, seed, cfg.env_size, cfg.aug_target)
-    best_a, best_r = _search_pool(pool, (torch.cat([searched[0], val_a]), torch.cat([searched[1], val_r])),
-                                  cfg, seed)  # fmt: skip
-    keep = best_r > 0
-    if int(keep.sum()) < 2:
-        return None
-    with torch.no_grad():
-        actor_a = actor.eval()(pool.feats, pool.conv)
-    return fit_distilled(actor, actor_a, pool.feats, best_a, keep, form)
 
 
 def _search_pairs(ps: PairSet, idx: np.ndarray, cfg: Config, seed: int):

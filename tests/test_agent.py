@@ -502,30 +502,6 @@ def test_the_instant_model_fits_the_searched_actions_of_the_pairs():
     )
 
 
-def test_the_instant_model_is_fitted_again_on_every_pair_once_validation_chose_its_form():
-    """Validation chooses the instant model's form and penalty; the served policy is that form fitted again
-    with the validation pairs too (more photos to learn from), while every figure reported stays the one
-    measured on pairs the policy was not fitted to."""
-    from rlcore.agent import validation_delta_e
-
-    before = scenes(20, 11)
-    sliders = torch.zeros(20, 12)  # an adaptive style: exposure set from each photo's brightness
-    sliders[:, editor.ADJUSTMENTS.index("exposure")] = torch.from_numpy(
-        np.clip((110 - before.reshape(20, -1).mean(1)) * 1.2, -100, 100).round()
-    ).float()
-    pairs = PairSet(before, editor.apply_batch(torch.from_numpy(before), sliders).numpy())
-    kept = finetune(pairs, base=fresh_base(), seconds=0, seed=0, config=Config(**FAST, instant_refit=False))
-    refit = finetune(pairs, base=fresh_base(), seconds=0, seed=0, config=Config(**FAST))
-    assert refit.metrics["refit_on_every_pair"] and not kept.metrics["refit_on_every_pair"]
-    measured = ("val_delta_e_instant", "val_delta_e_personal", "distill_lambda", "strength")
-    assert {k: refit.metrics[k] for k in measured} == {k: kept.metrics[k] for k in measured}
-    assert float(refit.model.actor.mix) == float(kept.model.actor.mix)
-    assert not torch.equal(refit.model.actor.linear.linear.weight, kept.model.actor.linear.linear.weight)
-    # the validation pairs are now among the photos it was fitted to
-    val = refit.val_idx
-    assert validation_delta_e(refit.model, pairs, val) < validation_delta_e(kept.model, pairs, val)
-
-
 def test_finetune_serves_the_distilled_blend_only_when_it_validates_better_and_it_survives_the_file():
     from rlcore.modelfile import load_model, model_bytes
     from rlcore.networks import DistilledActor
