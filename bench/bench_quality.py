@@ -197,7 +197,7 @@ def _train_size(plan: Plan) -> int:
     return max([MAIN_PAIRS, *plan.pairs_curve])
 
 
-def finetune_task(run: Run, train_size: int, base_path: str, data_seed: int = DATA_SEED) -> dict:
+def finetune_task(run: Run, train_size: int, base_path: str, data_seed: int) -> dict:
     torch.set_num_threads(1)
     train = _pairs(run.style, "train", train_size, data_seed).head(run.pairs)
     t = time.monotonic()
@@ -240,7 +240,7 @@ def references_task(style: str, plan: Plan, seed: int) -> dict:
 
 
 def efficiency_task(
-    style: str, train_size: int, base_path: str, max_steps: int, overrides, data_seed: int = DATA_SEED
+    style: str, train_size: int, base_path: str, max_steps: int, overrides, data_seed: int
 ) -> dict:
     """Env steps to reach a validation dE00: actor-sampled vs uniformly random exploration."""
     torch.set_num_threads(1)

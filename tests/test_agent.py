@@ -465,7 +465,7 @@ def test_distillation_corrects_a_good_actor_that_is_off_by_an_offset():
     assert 10 < int((sliders[:, exposure_i] > 0).sum()) < 50, "both sides of the step among the photos"
     val = _Val(torch.from_numpy(before[40:]), torch.from_numpy(after[40:]), None)
     combined, form = distill(actor, features(before[:40]), conv_input(before[:40]), sliders[:40] / 100,
-                            torch.ones(40), val, mix=0.5)  # fmt: skip
+                             torch.ones(40), val, mix=0.5)  # fmt: skip
     assert isinstance(combined, DistilledActor) and float(combined.actor_share) == 1.0 and form.corrects_actor
     with torch.no_grad():
         predicted = combined(val.feats, val.conv) * 100
