@@ -305,8 +305,9 @@ def succeed(
     """running -> succeeded: the model row, the editor's active model and the job, in one transaction.
 
     The model file is already in place (the caller removes it if this raises). The new model becomes the
-    editor's active one unless `active` (the active model scored on this job's validation pairs) validates
-    better: a short or unlucky run must not silently replace a good model.
+    editor's active one unless `active` validates better: the active model and the new one scored on the
+    same validation pairs of this job (workers.training.compare_with_active: "val_delta_e" and
+    "new_val_delta_e" on "pairs" pairs). A short or unlucky run must not silently replace a good model.
     """
     with transaction.atomic():
         job = _locked_lease(job_id, owner)
@@ -315,13 +316,16 @@ def succeed(
         if job.cancel_requested:
             raise CancelRequested()
         version = (PersonalModel.objects.filter(owner=job.owner).aggregate(v=Max("version"))["v"] or 0) + 1
-        new_score = metrics["val_delta_e_personal"]
+        new_score = metrics["val_delta_e_personal"] if active is None else active["new_val_delta_e"]
         activate = active is None or new_score < active["val_delta_e"]
         metrics = {
             **metrics,
             "activated": activate,
             "val_delta_e_active": None if active is None else active["val_delta_e"],
             "active_version": None if active is None else active["version"],
+            # the comparison: both models on the same pairs (the active model's training pairs left out)
+            "val_delta_e_compared": None if active is None else active["new_val_delta_e"],
+            "compared_pairs": None if active is None else active["pairs"],
         }
         model = PersonalModel.objects.create(
             owner=job.owner,
@@ -339,8 +343,8 @@ def succeed(
         else:
             message = (
                 f"published model version {version}, not active: it validates at {new_score:.2f} dE00 "
-                f"on this job's validation pairs, the active version {active['version']} at "
-                f"{active['val_delta_e']:.2f}; activate it to use it anyway"
+                f"on {active['pairs']} of this job's validation pairs, the active version "
+                f"{active['version']} at {active['val_delta_e']:.2f}; activate it to use it anyway"
             )
         _finish(
             job,

@@ -52,20 +52,28 @@ class Results:
     held_out: bool  # True: the job's validation pairs; False: every current pair (see the module doc)
 
 
-def held_out_pairs(model: PersonalModel) -> tuple[list[Pair], bool]:
-    """(pairs, True) for the pairs the model's job validated on, else (every pair of the editor, False)."""
-    everything = list(Pair.objects.filter(owner=model.owner_id).order_by("id"))
+def job_split(model: PersonalModel) -> tuple[list[Pair], list[Pair]] | None:
+    """(the pairs the model was fitted to, the pairs its job validated on), found again as the module
+    says; None where they cannot be named (no job, or some of the job's pairs deleted since)."""
     job = model.job
     if job is None or job.started_at is None:
-        return everything, False
+        return None
     candidates = list(
         training_pairs(model.owner, job.tag).filter(created_at__lte=job.started_at).order_by("id")
     )
     expected = int(model.metrics.get("train_pairs", 0)) + int(model.metrics.get("val_pairs", 0))
     if len(candidates) != expected or expected < 2:
-        return everything, False
-    _, val_idx = train_val_split(len(candidates), Config().val_fraction, job.seed)
-    return [candidates[i] for i in val_idx], True
+        return None
+    train_idx, val_idx = train_val_split(len(candidates), Config().val_fraction, job.seed)
+    return [candidates[i] for i in train_idx], [candidates[i] for i in val_idx]
+
+
+def held_out_pairs(model: PersonalModel) -> tuple[list[Pair], bool]:
+    """(pairs, True) for the pairs the model's job validated on, else (every pair of the editor, False)."""
+    split = job_split(model)
+    if split is None:
+        return list(Pair.objects.filter(owner=model.owner_id).order_by("id")), False
+    return split[1], True
 
 
 def score_pairs(model: PersonalModel, pairs: list[Pair]) -> list[PairResult]:

@@ -263,38 +263,64 @@ def test_a_model_that_validates_worse_than_the_active_one_is_published_inactive(
     worse = SimpleNamespace(
         model=load_model(base_model_path()), metrics={"val_delta_e_personal": 4.35}, curve=[(10, 4.35)]
     )
-    active = {"id": first.pk, "version": first.version, "val_delta_e": 2.02}
+    active = {
+        "id": first.pk,
+        "version": first.version,
+        "val_delta_e": 2.02,
+        "new_val_delta_e": 4.35,
+        "pairs": 1,
+    }
     second = training.publish(job, "test-owner", worse, active)
 
     assert EditorProfile.objects.get(user=editor).active_model == first
     assert second.version == 2 and second.metrics["activated"] is False
     assert (second.metrics["val_delta_e_active"], second.metrics["active_version"]) == (2.02, 1)
+    assert (second.metrics["val_delta_e_compared"], second.metrics["compared_pairs"]) == (4.35, 1)
     job.refresh_from_db()
     assert job.status == Status.SUCCEEDED and job.model == second
     message = job.events.get(kind="succeeded").message
     assert "not active" in message and "4.35" in message and "2.02" in message
 
 
-def test_a_second_job_is_compared_with_the_active_model_on_its_own_validation_pairs(editor, media_root):
+def test_a_second_job_is_compared_with_the_active_model_on_pairs_neither_was_fitted_to(editor, media_root):
     from rlcore.agent import Config, train_val_split, validation_delta_e
 
-    add_pairs(editor, 8)
-    assert training.run_job(create_job(editor, seconds=3, seed=1).pk) == "succeeded"
+    add_pairs(editor, 10)
+    assert training.run_job(create_job(editor, seconds=0, seed=1).pk) == "succeeded"
     first = PersonalModel.objects.get(owner=editor)
     assert first.metrics["activated"] is True and first.metrics["val_delta_e_active"] is None
-    job = create_job(editor, seconds=3, seed=2)
+    add_pairs(editor, 10, start=10)  # the editor uploads more, and trains again
+    job = create_job(editor, seconds=0, seed=2)
     assert training.run_job(job.pk) == "succeeded"
     job.refresh_from_db()
     second = job.model
     m = second.metrics
-    assert m["active_version"] == 1
-    pairs = training.load_pair_set(job)
+
+    first_train, _ = train_val_split(10, Config().val_fraction, 1)
+    pairs, ids = training.load_pair_set(job)
     _, val_idx = train_val_split(len(pairs), Config().val_fraction, job.seed)
-    expected = validation_delta_e(load_model(media_root / first.file), pairs, val_idx)
-    assert m["val_delta_e_active"] == pytest.approx(expected, abs=1e-3)
-    assert m["activated"] == (m["val_delta_e_personal"] < m["val_delta_e_active"])
+    first_ids = sorted(editor.pairs.values_list("id", flat=True))[:10]
+    fitted = {first_ids[i] for i in first_train}
+    unseen = [i for i in val_idx if ids[i] not in fitted]
+    assert 0 < len(unseen) < len(val_idx)  # the seeds make the case: some validation pairs were fitted
+    assert (m["active_version"], m["compared_pairs"]) == (1, len(unseen))
+    for key, model in (("val_delta_e_active", first), ("val_delta_e_compared", second)):
+        expected = validation_delta_e(load_model(media_root / model.file), pairs, unseen)
+        assert m[key] == pytest.approx(expected, abs=1e-3)
+    assert m["activated"] == (m["val_delta_e_compared"] < m["val_delta_e_active"])
     active = EditorProfile.objects.get(user=editor).active_model
     assert active == (second if m["activated"] else first)
+
+
+def test_every_validation_pair_counts_when_the_active_models_pairs_cannot_be_named(editor):
+    add_pairs(editor, 6)
+    assert training.run_job(create_job(editor, seconds=0, seed=1).pk) == "succeeded"
+    editor.pairs.order_by("id").first().delete()  # the first job's pairs can no longer be named
+    add_pairs(editor, 2, start=6)
+    job = create_job(editor, seconds=0, seed=2)
+    assert training.run_job(job.pk) == "succeeded"
+    job.refresh_from_db()
+    assert job.model.metrics["compared_pairs"] == job.model.metrics["val_pairs"]
 
 
 def test_training_sees_the_whole_photo_of_a_cropped_pair_and_compares_the_region(editor):
@@ -311,7 +337,7 @@ def test_training_sees_the_whole_photo_of_a_cropped_pair_and_compares_the_region
         SimpleUploadedFile("a.jpg", encode(warm_and_bright(after), quality=85)),
         name="cropped",
     )
-    pairs = training.load_pair_set(create_job(editor, seconds=0))
+    pairs, _ = training.load_pair_set(create_job(editor, seconds=0))
     cropped = pairs.names.index("cropped")
     stored = pair_thumbnails(editor.pairs.get(name="cropped"))
     assert np.array_equal(pairs.before[cropped], stored.before) and np.array_equal(

@@ -31,7 +31,7 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from personalize import inference, jobs
+from personalize import inference, jobs, results
 from personalize.jobs import CancelRequested, LeaseLost, training_pairs
 from personalize.models import EditorProfile, JobEvent, PersonalModel, TrainingJob
 from personalize.pairs import pair_thumbnails
@@ -78,7 +78,8 @@ def new_lease_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def load_pair_set(job: TrainingJob) -> PairSet:
+def load_pair_set(job: TrainingJob) -> tuple[PairSet, list[int]]:
+    """The job's pairs as rlcore reads them, and their ids in the same order."""
     pairs = list(training_pairs(job.owner, job.tag).order_by("id"))
     if len(pairs) < 2:
         raise BadData(f"only {len(pairs)} pairs available; training needs at least 2")
@@ -95,13 +96,14 @@ def load_pair_set(job: TrainingJob) -> PairSet:
             weights_from_mask(mask if mask is not None else np.zeros(before.shape[:2]), job.face_weight)
         )
     cropped = any(pair.view_thumb for pair in pairs)
-    return PairSet(
+    pair_set = PairSet(
         before=np.stack(befores),
         after=np.stack(afters),
         weights=np.stack(weights).astype(np.float32) if job.face_weight > 0 else None,
         names=[pair.name or str(pair.pk) for pair in pairs],
         view=np.stack(views) if cropped else None,
     )
+    return pair_set, [pair.pk for pair in pairs]
 
 
 class JobReporter:
@@ -157,11 +159,14 @@ class JobReporter:
         return bool(self.cancel)
 
 
-def compare_with_active(job: TrainingJob, pair_set: PairSet, result) -> dict | None:
-    """The editor's active personal model, scored on the new job's validation pairs (None: there is none).
+def compare_with_active(job: TrainingJob, pair_set: PairSet, pair_ids: list[int], result) -> dict | None:
+    """The editor's active personal model and the new one, scored on the same validation pairs of the new
+    job (None: there is no active model to compare with).
 
     A new model replaces the active one only when it validates better on the same pairs: a short or
-    unlucky run must not silently replace a good model.
+    unlucky run must not silently replace a good model. Pairs the active model was fitted to would flatter
+    it, so those are left out where its job's pairs can be named (personalize.results.job_split); where
+    they cannot, or no validation pair is left, every validation pair counts.
     """
     row = PersonalModel.objects.filter(
         pk=EditorProfile.objects.filter(user=job.owner).values("active_model")[:1]
@@ -173,8 +178,16 @@ def compare_with_active(job: TrainingJob, pair_set: PairSet, result) -> dict | N
     except (OSError, ModelFormatError) as exc:  # unreadable or for another editor version: replace it
         log.warning("job %s: active model %s cannot be compared (%s)", job.pk, row.pk, exc)
         return None
-    score = validation_delta_e(served.model, pair_set, result.val_idx)
-    return {"id": row.pk, "version": row.version, "val_delta_e": round(score, 4)}
+    split = results.job_split(row)
+    fitted = set() if split is None else {pair.pk for pair in split[0]}
+    idx = [i for i in result.val_idx if pair_ids[i] not in fitted] or list(result.val_idx)
+    return {
+        "id": row.pk,
+        "version": row.version,
+        "val_delta_e": round(validation_delta_e(served.model, pair_set, idx), 4),
+        "new_val_delta_e": round(validation_delta_e(result.model, pair_set, idx), 4),
+        "pairs": len(idx),
+    }
 
 
 def publish(
@@ -228,7 +241,7 @@ def run_job(job_id: int) -> str:
         return "skipped"
     reporter = JobReporter(job, owner)
     try:
-        pair_set = load_pair_set(job)
+        pair_set, pair_ids = load_pair_set(job)
         reporter.heartbeat(force=True)
         checkpoint = checkpoint_path(job)
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -244,7 +257,7 @@ def run_job(job_id: int) -> str:
             on_progress=reporter.on_progress,
         )
         training_seconds = time.monotonic() - started
-        publish(job, owner, result, compare_with_active(job, pair_set, result), training_seconds)
+        publish(job, owner, result, compare_with_active(job, pair_set, pair_ids, result), training_seconds)
     except (Cancelled, CancelRequested):
         jobs.stop_cancelled(job.pk, owner)
         remove_checkpoint(job)
