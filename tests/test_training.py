@@ -399,6 +399,19 @@ def test_retrain_outdated_queues_editors_whose_model_predates_the_base(editor):
         "skipped otto" in again.getvalue() and TrainingJob.objects.filter(status=Status.QUEUED).count() == 1
     )
 
+    # the retraining publishes a model that validates worse than otto's old one: it stays inactive, and
+    # otto is not queued again by the next run (nor by any run until the base changes)
+    job = take_lease(queued.get())
+    worse = SimpleNamespace(
+        model=load_model(base_model_path()), metrics={"val_delta_e_personal": 9.0}, curve=[(0, 9.0)]
+    )
+    old = EditorProfile.objects.get(user=other).active_model
+    active = {"id": old.pk, "version": old.version, "val_delta_e": 1.0, "new_val_delta_e": 9.0, "pairs": 1}
+    training.publish(job, "test-owner", worse, active)
+    assert EditorProfile.objects.get(user=other).active_model == old
+    call_command("retrain_outdated", stdout=(third := StringIO()))
+    assert "0 queued, 0 skipped" in third.getvalue() and not TrainingJob.objects.filter(status=Status.QUEUED)
+
 
 def test_activation_switches_models_and_the_cache_loads_each_once(editor, settings):
     from personalize import inference

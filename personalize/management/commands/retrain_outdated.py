@@ -5,14 +5,17 @@ python manage.py retrain_outdated [--seconds N] [--dry-run]
 After a new base model or style prior is deployed (BASE_MODEL_PATH), personal models made from the
 previous one keep being served; this command queues their retraining, one job per editor, with the
 editor's pairs and the default budget. Editors with an active job, or with too few pairs, are listed
-and skipped. The new model replaces the old one only if it validates better (personalize.jobs.succeed).
+and skipped. The new model replaces the old one only if it validates better (personalize.jobs.succeed);
+an editor who already has a model from the current base that did not replace theirs is left alone, so
+running the command again does not retrain them again and again (they can still train, or activate that
+model, themselves).
 """
 
 from django.core.management.base import BaseCommand
 
 from personalize.inference import base_model
 from personalize.jobs import ActiveJobExists, NotEnoughPairs, create_job
-from personalize.models import EditorProfile
+from personalize.models import EditorProfile, PersonalModel
 
 
 class Command(BaseCommand):
@@ -29,6 +32,7 @@ class Command(BaseCommand):
         outdated = (
             EditorProfile.objects.filter(active_model__isnull=False)
             .exclude(active_model__base_version=current)
+            .exclude(user__in=PersonalModel.objects.filter(base_version=current).values("owner"))
             .select_related("user", "active_model")
             .order_by("user__username")
         )
