@@ -1,4 +1,6 @@
-"""What an editor's model does to their own pairs: for the web app's Results and Pairs pages.
+"""What an editor's model does to their own pairs: for the web app's Results and Pairs pages, and for the
+worker that compares a new model with the active one on pairs the active one was not fitted to
+(``job_split``; workers.training.compare_with_active).
 
 For a published model, the pairs its job held out for validation are found again, the way the job chose
 them: the job's pairs (its tag; uploaded before it started; by id, as workers/training.py loads them) split
