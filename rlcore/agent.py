@@ -41,7 +41,7 @@ import copy
 import hashlib
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +141,8 @@ class Config:
     # ... and may fit its linear policy on the few statistics photo-dependent edits answer to (brightness,
     # black and white points, cast, colourfulness; features.KEY_FEATURES), where that is clearly better
     distill_key_statistics: bool = True
+    # ... and chooses its strength on those folds too, not on the validation pairs alone (a fifth of a few)
+    calibrate_on_folds: bool = True
     # regularisation of the actor (fine-tuning has ~40 pairs of a few photos; the actor must generalise)
     actor_dropout: float = 0.1  # dropout on the actor's inputs and hidden layers in its update step
     feat_noise: float = 0.2  # Gaussian noise on the standardised features in the actor's update step
@@ -361,20 +363,34 @@ class _Val:
 # validates worse than leaving the photos alone, on any machine and under any load.
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 STRENGTH_MARGIN = 0.01  # dE00 a strength other than 1 must win by, at the least
+# ... on this many pairs at the least: the standard error of two or three pairs' gains says nothing
+STRENGTH_MIN_PAIRS = 5
 
 
-def calibrate_strength(val: _Val, actor: Actor) -> tuple[float, dict[float, float]]:
+def calibrate_strength(
+    val: _Val, actor: Actor, other_photos: Sequence[tuple[Actor | None, _Val]] = ()
+) -> tuple[float, dict[float, float]]:
     """The global strength (scaling every slider) to publish, and the validation dE00 of every strength tried.
 
     Strength 1 (the actor as trained) is kept unless the actor is worse than no edit at all, or another
     strength is better by STRENGTH_MARGIN and by more than the standard error of its per-pair gains: with
     a handful of validation pairs (10 pairs leave 2) a lucky pair must not rescale every photo.
+
+    other_photos: more evidence than the validation pairs, (policy, pairs it was not fitted to), such as
+    the instant model's cross-validation folds; the strength is chosen on all of it, but never one that
+    validates worse than no edit (then validation alone chooses, as without it).
     """
     per_pair = {s: val.per_pair(actor, s) for s in STRENGTHS}
     scores = {s: float(v.mean()) for s, v in per_pair.items()}
-    best = min(scores, key=scores.get)
-    if scores[1.0] <= scores[0.0] and not _clearly_better(per_pair[best], per_pair[1.0]):
+    evidence = {
+        s: torch.cat([v] + [pairs.per_pair(policy, s) for policy, pairs in other_photos])
+        for s, v in per_pair.items()
+    }
+    best = min(evidence, key=lambda s: float(evidence[s].mean()))
+    if len(evidence[1.0]) < STRENGTH_MIN_PAIRS or not _clearly_better(evidence[best], evidence[1.0]):
         best = 1.0
+    if scores[best] > scores[0.0]:
+        best = min(scores, key=scores.get)
     return best, scores
 
 
@@ -407,7 +423,8 @@ def similar_photo_folds(pool: _Pool, k: int, seed: int) -> list[_Fold]:
     shoot. k-means (OpenCV) on the originals' standardised features, started from a seeded assignment.
     """
     n = len(pool.idx_original)
-    if k < 2 or n < 2 * k:
+    k = min(k, n // 2)  # fewer folds for a few pairs (4 or 5: two), each of two photos at least
+    if k < 2:
         return []
     x = pool.feats[pool.idx_original]
     x = ((x - x.mean(0)) / (x.std(0) + 1e-6)).numpy().astype(np.float32)
@@ -491,10 +508,14 @@ def distill(
     form, one fit per penalty in RIDGE_LAMBDAS, in three forms: the blend (1 - mix) actor + mix linear,
     the linear policy alone (where the actor is poor), and the actor plus a linear correction fitted to
     what it misses (where the actor follows the photo well but is off by an editor-wide offset; large
-    penalties leave just that offset). The one with the lowest mean dE00 on the validation pairs, and on
-    each fold's befores when fitted without them (``similar_photo_folds``: more photos to choose on than
-    a fifth of the pairs), is returned with its form, or (None, None) when none scores better than the
-    actor alone or fewer than two states have a confirmed action.
+    penalties leave just that offset). Each is scored on the validation pairs, and on each fold's befores
+    when fitted without them (``similar_photo_folds``: more photos to choose on than a fifth of the
+    pairs). With folds, the form returned (with the policy) is the one with the largest penalty among
+    those the best-scoring form is not clearly better than (``_clearly_better``): the one-standard-error
+    rule of cross-validation, since from a few photos the lowest score is partly luck and a smaller
+    penalty follows those photos more closely; without (after RL, whose actor has seen every fold), the
+    best-scoring one. (None, None) when the actor alone scores best or fewer than two states have a
+    confirmed action.
 
     key_statistics: each form is also fitted on ``KEY_FEATURES`` alone (the statistics photo-dependent
     edits answer to; the other weights 0), and served only where it is clearly better (``_clearly_better``
@@ -530,6 +551,9 @@ def distill(
     scores = {form: torch.cat(v) for form, v in per_pair.items()}
     total = {form: float(v.sum()) for form, v in scores.items()}
     best = min((f for f in scores if f is None or not f.key_only), key=total.get)
+    if best is not None and folds:  # the one-standard-error rule, where cross-validation gives the evidence
+        near = [f for f in full if not f.key_only and not _clearly_better(scores[best], scores[f])]
+        best = max(near, key=lambda f: (f.penalty, -total[f]))
     if key_statistics:  # the fewer statistics must earn their place: clearly better, not by a lucky pair
         best_key = min((f for f in scores if f is not None and f.key_only), key=total.get)
         if _clearly_better(scores[best_key], scores[best]):
@@ -951,7 +975,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     pool = _augment_pool(pairs, train_idx, max(instant_copies, rl_copies), cfg.aug_strength, seed, cfg.env_size,
                          cfg.aug_target)  # fmt: skip
     # the instant model comes first: it is the answer for seconds=0, and RL must end better on validation
-    instant_actor, instant_form = _instant_policy(
+    instant_actor, instant_form, instant_folds = _instant_policy(
         copy.deepcopy(actor), pool.head(n_train * (1 + instant_copies)), searched, val, cfg, seed
     )
     val_instant = val.delta_e(instant_actor)
@@ -977,7 +1001,9 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
             actor = distilled if distilled is not None else actor
         if not _clearly_better(val.per_pair(actor), val.per_pair(instant_actor)):
             actor, form, policy = instant_actor, instant_form, "instant"
-    strength, scores = calibrate_strength(val, actor)
+    # the instant model's strength can also be judged on the folds (RL's actor has seen every fold)
+    other_photos = instant_folds if policy == "instant" and cfg.calibrate_on_folds else ()
+    strength, scores = calibrate_strength(val, actor, other_photos)
     val_personal, val_unscaled = scores[strength], scores[1.0]
     metrics = {
         "val_delta_e_no_edit": round(val_no_edit, 4),
@@ -1021,18 +1047,29 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
 def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: int):
     """The instant model: `actor` (the base's, or the prior's policy with the pairs' code) distilled with
     the searched actions of the pool's states, the training befores and camera-jittered copies of them:
-    (policy, its DistillForm or None for the actor alone).
+    (policy, its DistillForm or None for the actor alone, [(its fit without a fold, the fold's pairs)]).
 
     The actor was not fitted to these pairs (a prior's code was only read from them), so cross-validation
-    on folds of similar training photos can say how each distillation form does on other photos.
+    on folds of similar training photos can say how each distillation form does on other photos; the
+    policy's fits without each fold are that evidence for the calibration of its strength too.
     """
     if not cfg.distill or searched is None:
-        return actor, None
+        return actor, None, []
     best_a, best_r = _search_pool(pool, searched, cfg, seed)
     folds = similar_photo_folds(pool, cfg.distill_folds, seed)
     distilled, form = distill(actor, pool.feats, pool.conv, best_a, best_r, val, cfg.distill_mix, folds,
                               cfg.distill_key_statistics)  # fmt: skip
-    return (actor, None) if distilled is None else (distilled, form)
+    if distilled is None:
+        return actor, None, [(actor, fold.test) for fold in folds]
+    with torch.no_grad():
+        actor_a = actor.eval()(pool.feats, pool.conv)
+    fits = [(best_r > 0) & ~fold.held_out for fold in folds]
+    other_photos = [
+        (fit_distilled(actor, actor_a, pool.feats, best_a, fit, form), fold.test)
+        for fit, fold in zip(fits, folds, strict=True)
+        if int(fit.sum()) >= 2
+    ]
+    return distilled, form, other_photos
 
 
 def _search_pairs(ps: PairSet, idx: np.ndarray, cfg: Config, seed: int):

@@ -314,7 +314,7 @@ def test_a_published_model_never_validates_worse_than_no_edit():
 def test_calibration_keeps_strength_1_unless_the_gain_is_more_than_noise():
     """Two validation pairs, one much better at 1.5 and one worse: a lucky pair must not rescale every
     photo. Ten pairs that all gain at 1.5: rescaled."""
-    from rlcore.agent import _Val, calibrate_strength
+    from rlcore.agent import STRENGTHS, _Val, calibrate_strength
 
     exposure = editor.ADJUSTMENTS.index("exposure")
     before = scenes(12, 11)
@@ -335,6 +335,32 @@ def test_calibration_keeps_strength_1_unless_the_gain_is_more_than_noise():
     ten = _Val(torch.from_numpy(before[2:]), torch.from_numpy(after[2:]), None)
     strength, scores = calibrate_strength(ten, PlusThirty())
     assert strength == 1.5 == min(scores, key=scores.get)
+    four = _Val(torch.from_numpy(before[2:6]), torch.from_numpy(after[2:6]), None)
+    strength, scores = calibrate_strength(four, PlusThirty())
+    assert min(scores, key=scores.get) == 1.5 and strength == 1.0, "four pairs that agree are still four"
+    # the instant model's folds are evidence too: the two pairs plus eight other photos that all gain
+    strength, scores = calibrate_strength(two, PlusThirty(), [(PlusThirty(), ten)])
+    assert strength == 1.5 and set(scores) == set(STRENGTHS)
+    assert scores[1.0] == calibrate_strength(two, PlusThirty())[1][1.0], "published scores: validation's"
+
+
+def test_calibration_on_other_photos_never_publishes_worse_than_no_edit_on_validation():
+    from rlcore.agent import _Val, calibrate_strength
+
+    exposure = editor.ADJUSTMENTS.index("exposure")
+    before = scenes(10, 13)
+    brightened = editor.apply_batch(
+        torch.from_numpy(before), torch.full((10, 1), 45.0) * torch.eye(12)[exposure]
+    )
+
+    class PlusThirty(torch.nn.Module):
+        def forward(self, feats, conv_x):
+            return torch.zeros(len(feats), 12).index_fill_(1, torch.tensor([exposure]), 0.3)
+
+    unedited = _Val(torch.from_numpy(before[:2]), torch.from_numpy(before[:2]), None)
+    others = _Val(torch.from_numpy(before[2:]), brightened[2:], None)
+    strength, scores = calibrate_strength(unedited, PlusThirty(), [(PlusThirty(), others)])
+    assert strength == 0.0 and scores[0.0] < scores[1.0], "validation says any edit hurts: no edit"
 
 
 def test_folds_group_similar_photos():
@@ -362,7 +388,10 @@ def test_folds_group_similar_photos():
         assert len(torch.unique(source[held])) == 1 and len(held) == 6
         assert torch.equal(fold.held_out[18:36], fold.held_out[:18])  # each copy goes with its before
         assert len(fold.test.before) == 6
-    assert similar_photo_folds(pool, 10, seed=0) == [], "fewer than two pairs a fold: no cross-validation"
+    four = _augment_pool(PairSet(before[:4], before[:4].copy()), np.arange(4), 2, 1.0, 0, 16)
+    assert [len(f.test.before) for f in similar_photo_folds(four, 3, seed=0)] == [2, 2], "4 pairs: 2 folds"
+    three = _augment_pool(PairSet(before[:3], before[:3].copy()), np.arange(3), 2, 1.0, 0, 16)
+    assert similar_photo_folds(three, 3, seed=0) == [], "fewer than two pairs a fold: no cross-validation"
 
 
 def test_calibrated_strength_travels_with_the_model_file_and_scales_its_sliders():
@@ -414,6 +443,32 @@ def test_distillation_blends_a_linear_policy_that_carries_an_adaptive_edit_to_ne
     assert np.corrcoef(predicted.numpy(), exposure[30:])[0, 1] > 0.8
     # nothing to distil (no state improved on no edit): the actor is kept
     assert distill(no_edit_actor, feats, conv, best_a, torch.zeros(30), val, mix=0.5) == (None, None)
+
+
+def test_distillation_prefers_the_largest_penalty_the_best_score_is_not_clearly_ahead_of():
+    """One slider vector for every photo (a preset): every penalty fits it alike, and with cross-validation
+    folds the served form is the most regularised one (the one-standard-error rule), not whichever came
+    first in a tie."""
+    from rlcore.agent import RIDGE_LAMBDAS, _Fold, _Val, distill
+
+    before = scenes(30, 5)
+    sliders = torch.zeros(30, 12)
+    sliders[:, editor.ADJUSTMENTS.index("exposure")] = 40.0
+    sliders[:, editor.ADJUSTMENTS.index("fade")] = 25.0
+    after = editor.apply_batch(torch.from_numpy(before), sliders).numpy()
+    val = _Val(torch.from_numpy(before[20:]), torch.from_numpy(after[20:]), None)
+    no_edit_actor = Actor()
+    with torch.no_grad():
+        no_edit_actor.mlp[-1].weight.zero_()
+    halves = [torch.arange(20) < 10, torch.arange(20) >= 10]
+    folds = [_Fold(h, _Val(torch.from_numpy(before[:20][h.numpy()]), torch.from_numpy(after[:20][h.numpy()]), None))
+             for h in halves]  # fmt: skip
+    policy, form = distill(
+        no_edit_actor, features(before[:20]), conv_input(before[:20]), sliders[:20] / 100, torch.ones(20), val,
+        mix=1.0, folds=folds,
+    )  # fmt: skip
+    assert form.penalty == max(RIDGE_LAMBDAS)
+    assert val.delta_e(policy) < 0.5
 
 
 def test_distillation_on_the_key_statistics_alone_carries_an_adaptive_edit_from_a_few_photos():
