@@ -445,6 +445,12 @@ def similar_photo_folds(pool: _Pool, k: int, seed: int) -> list[_Fold]:
     return folds
 
 
+def fold_fits(keep: torch.Tensor, folds: list[_Fold]) -> list[tuple[torch.Tensor, _Fold]]:
+    """(states to fit without the fold, fold) for each fold that leaves at least two states `keep` to fit."""
+    fits = [(keep & ~fold.held_out, fold) for fold in folds]
+    return [(fit, fold) for fit, fold in fits if int(fit.sum()) >= 2]
+
+
 @dataclass(frozen=True)
 class DistillForm:
     """How ``distill`` combines the actor with a linear policy: actor_share * actor + linear_share * linear.
@@ -541,10 +547,7 @@ def distill(
     full = candidates(keep)
     per_pair = {None: [val.per_pair(actor)]}  # the actor alone, kept on a tie
     per_pair |= {form: [val.per_pair(c)] for form, c in full.items()}
-    for fold in folds:
-        fit = keep & ~fold.held_out
-        if int(fit.sum()) < 2:
-            continue
+    for fit, fold in fold_fits(keep, folds):
         for form, c in candidates(fit).items():
             per_pair[form].append(fold.test.per_pair(c))
         per_pair[None].append(fold.test.per_pair(actor))
@@ -1063,11 +1066,9 @@ def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: 
         return actor, None, [(actor, fold.test) for fold in folds]
     with torch.no_grad():
         actor_a = actor.eval()(pool.feats, pool.conv)
-    fits = [(best_r > 0) & ~fold.held_out for fold in folds]
     other_photos = [
         (fit_distilled(actor, actor_a, pool.feats, best_a, fit, form), fold.test)
-        for fit, fold in zip(fits, folds, strict=True)
-        if int(fit.sum()) >= 2
+        for fit, fold in fold_fits(best_r > 0, folds)
     ]
     return distilled, form, other_photos
 
