@@ -16,13 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rlcore.color import srgb_to_lab, srgb_to_linear
+from rlcore.color import linear_to_xyz, srgb_to_linear, xyz_to_lab
 
 __all__ = ["N_FEATURES", "KEY_FEATURES", "CONV_THUMB", "features", "conv_input", "resize_u8"]
 
 CONV_THUMB = 16  # the actor's convolution input side
 
 _Q = torch.tensor([0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99])
+_Q3 = _Q[[1, 3, 5]]
 _HIST_BINS = 16
 N_FEATURES = 21 + 7 + 10 + 3 + _HIST_BINS + 2 + 2
 _RGB, _L, _AB, _CHROMA, _GREY_WORLD = 0, 21, 28, 38, N_FEATURES - 2  # where each group of features starts
@@ -50,42 +51,58 @@ def _as_tensor_u8(images) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
 
 
-def _hist_quantiles(v: torch.Tensor, lo: float, hi: float, bins: int, q: torch.Tensor) -> torch.Tensor:
+def _bin_counts(idx: torch.Tensor, bins: int) -> torch.Tensor:
+    """Each row's histogram (N, bins) of bin numbers idx (N, P) in [0, bins), in one bincount."""
+    n = idx.shape[0]
+    if n > 1:
+        idx = idx + torch.arange(n).unsqueeze(1) * bins
+    return torch.bincount(idx.reshape(-1), minlength=n * bins).view(n, bins)
+
+
+def _hist_quantiles(idx: torch.Tensor, bins: int, q: torch.Tensor) -> torch.Tensor:
+    """Quantiles q of each row of bin numbers idx (N, P), as the quantile's bin number + 0.5 (float)."""
+    n, p = idx.shape
+    cdf = _bin_counts(idx, bins).cumsum(1).float() / p
+    return torch.searchsorted(cdf, q.expand(n, -1).contiguous() - 1e-6).clamp_(max=bins - 1).float() + 0.5
+
+
+def _quantiles(v: torch.Tensor, lo: float, hi: float, bins: int, q: torch.Tensor) -> torch.Tensor:
     """Quantiles q of each row of v (N, P) from a bins-bin histogram on [lo, hi] (sorting is 10x slower)."""
-    n, p = v.shape
     idx = ((v - lo) * (bins / (hi - lo))).long().clamp_(0, bins - 1)
-    idx += torch.arange(n).unsqueeze(1) * bins
-    cdf = torch.bincount(idx.view(-1), minlength=n * bins).view(n, bins).cumsum(1).float() / p
-    k = torch.searchsorted(cdf, q.expand(n, -1).contiguous() - 1e-6).clamp_(max=bins - 1)
-    return lo + (k.float() + 0.5) * ((hi - lo) / bins)
+    return lo + _hist_quantiles(idx, bins, q) * ((hi - lo) / bins)
 
 
 def features(thumbs) -> torch.Tensor:
-    """Global colour statistics of uint8 thumbnails (N, H, W, 3) -> float32 (N, N_FEATURES), roughly O(1)."""
+    """Global colour statistics of uint8 thumbnails (N, H, W, 3) -> float32 (N, N_FEATURES), roughly O(1).
+
+    Statistics that share a histogram's range are computed in one pass over the stacked channels: for
+    one thumbnail (a prediction) the cost is the number of tensor operations, not the pixels.
+    """
     x = _as_tensor_u8(thumbs)
     n = x.shape[0]
     flat = x.reshape(n, -1, 3)
     p = flat.shape[1]
-    planes = flat.permute(2, 0, 1).float()  # (3, N, P) in 0..255
-    f_rgb = torch.stack([_hist_quantiles(planes[c], -0.5, 255.5, 256, _Q) for c in range(3)], 2)
-    f_rgb = (f_rgb / 255.0).reshape(n, -1)  # 21
-    lab = srgb_to_lab(flat)  # (N, P, 3)
-    L, a, b = lab[..., 0] / 100.0, lab[..., 1] / 50.0, lab[..., 2] / 50.0
-    f_L = _hist_quantiles(L, 0.0, 1.0, 200, _Q)  # 7
-    q3 = _Q[[1, 3, 5]]
-    f_ab = []
-    for c in (a, b):
-        f_ab += [c.mean(1, keepdim=True), c.std(1, keepdim=True), _hist_quantiles(c, -2.6, 2.6, 260, q3)]
-    f_ab = torch.cat(f_ab, 1)  # 10
-    chroma = torch.sqrt(a * a + b * b)
-    f_c = torch.cat([chroma.mean(1, keepdim=True), _hist_quantiles(chroma, 0.0, 3.0, 150, q3[1:])], 1)  # 3
-    bins = (L.clamp(0, 0.9999) * _HIST_BINS).long() + torch.arange(n).unsqueeze(1) * _HIST_BINS
-    hist = torch.bincount(bins.view(-1), minlength=n * _HIST_BINS).view(n, _HIST_BINS).float() / p * 4.0  # 16
+    # RGB percentiles: 256 bins of one code value each, so a pixel's bin is its code value.
+    rgb_idx = flat.permute(2, 0, 1).reshape(3 * n, p).long()
+    f_rgb = (_hist_quantiles(rgb_idx, 256, _Q) - 0.5) / 255.0  # (3N, 7)
+    f_rgb = f_rgb.view(3, n, -1).permute(1, 2, 0).reshape(n, -1)  # 21, percentile-major
+    linear = srgb_to_linear(flat)  # (N, P, 3)
+    lab = xyz_to_lab(linear_to_xyz(linear))
+    L = lab[..., 0] / 100.0
+    ab = lab[..., 1:].permute(2, 0, 1) / 50.0  # (2, N, P): a*, b*
+    f_L = _quantiles(L, 0.0, 1.0, 200, _Q)  # 7
+    ab_q = _quantiles(ab.reshape(2 * n, p), -2.6, 2.6, 260, _Q3).view(2, n, 3)
+    ab_mean, ab_std = ab.mean(2, keepdim=True), ab.std(2, keepdim=True)
+    f_ab = torch.cat([ab_mean, ab_std, ab_q], 2).permute(1, 0, 2).reshape(n, -1)  # 10: a then b
+    chroma = torch.sqrt(ab[0] * ab[0] + ab[1] * ab[1])
+    f_c = torch.cat([chroma.mean(1, keepdim=True), _quantiles(chroma, 0.0, 3.0, 150, _Q3[1:])], 1)  # 3
+    bins = (L.clamp(0, 0.9999) * _HIST_BINS).long()
+    hist = _bin_counts(bins, _HIST_BINS).float() / p * 4.0  # 16
     hi_clip = (flat.amax(-1) >= 254).float().mean(1)
     lo_clip = (flat.amin(-1) <= 1).float().mean(1)
     clip = torch.stack([hi_clip, lo_clip], 1) * 4.0  # 2
-    lin = srgb_to_linear(flat).mean(1) + 1e-3  # (N, 3)
-    gw = torch.stack([torch.log(lin[:, 0] / lin[:, 1]), torch.log(lin[:, 2] / lin[:, 1])], 1)  # 2
+    lin = linear.mean(1) + 1e-3  # (N, 3)
+    gw = torch.log(lin[:, [0, 2]] / lin[:, 1:2])  # 2: log R/G, log B/G
     return torch.cat([f_rgb, f_L, f_ab, f_c, hist, clip, gw], 1).float()
 
 
