@@ -73,6 +73,31 @@ def test_token_auth(client):
     assert wrong.get("/api/v1/pairs").status_code == 401
 
 
+def test_token_lookup_answers_as_drf_does():
+    """personalize.authentication writes DRF's token query as SQL: the same user and token, field by field
+    (types included: SQLite's booleans and datetimes converted), and the same refusals."""
+    from rest_framework import authentication
+    from rest_framework.exceptions import AuthenticationFailed
+
+    from personalize.authentication import TokenAuthentication
+
+    user, key = create_or_get_editor("erin", password="erin-password-123")
+    ours, drfs = TokenAuthentication(), authentication.TokenAuthentication()
+    (u1, t1), (u2, t2) = ours.authenticate_credentials(key), drfs.authenticate_credentials(key)
+    for field in type(u2)._meta.concrete_fields:
+        a, b = getattr(u1, field.attname), getattr(u2, field.attname)
+        assert (a, type(a)) == (b, type(b)), field.name
+    assert (t1.key, t1.user_id, t1.created, t1.user) == (t2.key, t2.user_id, t2.created, t2.user)
+    assert type(t1.created) is type(t2.created) and t1.user is u1
+    for auth in (ours, drfs):  # an unknown key, then an inactive user: the same message from both
+        with pytest.raises(AuthenticationFailed, match="Invalid token"):
+            auth.authenticate_credentials("0" * 40)
+    type(user).objects.filter(pk=user.pk).update(is_active=False)
+    for auth in (ours, drfs):
+        with pytest.raises(AuthenticationFailed, match="User inactive or deleted"):
+            auth.authenticate_credentials(key)
+
+
 def test_createeditor_prints_token_last(capsys):
     from django.core.management import call_command
 
