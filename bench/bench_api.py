@@ -12,6 +12,10 @@ same file in a loop exactly as the server does (personalize.images.UploadedPhoto
 size, under the allocator settings of personalize/malloc.py that every web process applies), no HTTP.
 Requests/s over that ceiling is the share of the machine the rest of the request (HTTP, multipart,
 authentication, model, database, the load generator) leaves to decoding; the goal is >= 85 %.
+
+Also the CPU each request cost (Linux: from /proc): the gunicorn workers' and ab's, beside the decode
+alone (cores / ceiling). Requests/s moves by a few percent between runs on a quiet machine; the CPU per
+request is steadier, and is what to compare when a change saves a millisecond.
 """
 
 import argparse
@@ -19,6 +23,7 @@ import io
 import multiprocessing
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -72,6 +77,18 @@ def decode_ceiling(photo: bytes, seconds: float = 10.0) -> float:
     return sum(counts) / seconds
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process, from /proc/PID/stat (fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the process's children so far (gunicorn's workers, for its master)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return sum(process_cpu_seconds(int(child)) for child in children)
+
+
 def multipart_body(field: str, filename: str, data: bytes, boundary: str) -> bytes:
     head = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
@@ -116,7 +133,16 @@ def main() -> int:
         ]
         # Warm every gunicorn process (model load, first decode) before measuring.
         subprocess.run(ab[:3] + [str(4 * args.web_workers)] + ab[4:], capture_output=True, check=True)
+        workers_before = children_cpu_seconds(server.process.pid)
+        ab_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         result = subprocess.run(ab, capture_output=True, text=True, check=True).stdout
+        ab_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        workers_ms = 1000 * (children_cpu_seconds(server.process.pid) - workers_before) / args.requests
+        ab_ms = (
+            1000
+            * sum(getattr(ab_after, f) - getattr(ab_before, f) for f in ("ru_utime", "ru_stime"))
+            / args.requests
+        )
 
     ceiling = decode_ceiling(photo)
     failed = int(re.search(r"Failed requests:\s+(\d+)", result).group(1))
@@ -136,6 +162,10 @@ def main() -> int:
     print(
         f"decode-only ceiling: {ceiling:.1f} decodes/s on {os.cpu_count()} cores; requests/s are "
         f"{100 * rps / ceiling:.0f} % of it (goal >= 85 %)"
+    )
+    print(
+        f"CPU per request: web workers {workers_ms:.1f} ms, load generator {ab_ms:.1f} ms; the decode "
+        f"alone {1000 * os.cpu_count() / ceiling:.1f} ms (cores / ceiling)"
     )
     print("command: .venv/bin/python bench/bench_api.py " + " ".join(sys.argv[1:]))
     return 0 if failed == 0 and not non_2xx else 1
