@@ -126,9 +126,15 @@ class Config:
     # before RL, a short black-box search (search_actions) per training pair gives each original before
     # a first confirmed best action: RL explores around it and imitates it, distillation (and the instant
     # model) fits the linear policy to it. 0 iterations: start from "no edit" as the seed does.
-    search_iters: int = 24
+    search_iters: int = 48
     search_popsize: int = 12
     search_size: int = 16  # global edits have nearly the same best sliders at any size: search small
+    # ... in two halves: from no edit, then every pair again from the editor's consensus (the median of the
+    # first half's actions), with steps of consensus_sigma, and the jittered copies likewise: consistent
+    # labels, where a search from no edit may reach one photo's look by exposure and the next one's by
+    # brightness, which a linear policy cannot carry to other photos. False: one search from no edit.
+    search_consensus: bool = True
+    consensus_sigma: float = 0.1
     # the instant model (seconds=0) searches camera-jittered copies of each before too (starting from the
     # before's searched action): the linear policy then learns how the style answers a photo's exposure,
     # colour cast and contrast, not only the training photos' own answers
@@ -224,12 +230,14 @@ def search_actions(
     popsize: int,
     gen: torch.Generator,
     weights: torch.Tensor | None = None,
+    sigma0: float = 0.3,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The best action found for each pair by a black-box search with the editor, and its reward.
 
     before uint8 (N, S, S, 3), target_lab (N, S, S, 3), start (N, 12) actions to begin from, weights
     (N, S, S) or None. An elitist (1 + lambda) evolution strategy per pair, all pairs in one batch, with a
-    success-driven step size. Never worse than `start` or no edit (reward 0): returns (N, 12), (N,).
+    success-driven step size starting at sigma0 (action units: 0.3 = 30 slider points). Never worse than
+    `start` or no edit (reward 0): returns (N, 12), (N,).
     """
     n = len(before)
     no_edit = reward.mean_delta_e(before, target_lab, weights)
@@ -245,7 +253,7 @@ def search_actions(
     best_r = rewards(start.unsqueeze(1))[:, 0]
     best = torch.where((best_r > 0).unsqueeze(1), start, torch.zeros_like(start))
     best_r = best_r.clamp_min(0.0)
-    sigma = torch.full((n, 1, 1), 0.3)
+    sigma = torch.full((n, 1, 1), sigma0)
     for _ in range(iters):
         cand = to_sliders(best.unsqueeze(1) + sigma * torch.randn(n, popsize, 12, generator=gen)) / 100.0
         r = rewards(cand)
@@ -1074,7 +1082,12 @@ def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: 
 
 
 def _search_pairs(ps: PairSet, idx: np.ndarray, cfg: Config, seed: int):
-    """search_actions on training pairs idx (from no edit, at cfg.search_size): (N, 12), (N,), or None."""
+    """search_actions on training pairs idx (at cfg.search_size): (N, 12), (N,), or None.
+
+    With cfg.search_consensus, half the generations search from no edit and half from the median of
+    those results (the editor's consensus) with small steps: each pair's label is then the edit nearest
+    the consensus that reaches its after, the same sliders doing the same work on every photo.
+    """
     if cfg.search_iters <= 0:
         return None
     gen = torch.Generator().manual_seed(seed * 7919 + 29)
@@ -1082,8 +1095,14 @@ def _search_pairs(ps: PairSet, idx: np.ndarray, cfg: Config, seed: int):
     before = resize_u8(torch.from_numpy(ps.before[idx]), size)
     target = reward.srgb_to_lab(resize_u8(torch.from_numpy(ps.after[idx]), size))
     weights = None if ps.weights is None else _resize_w(torch.from_numpy(ps.weights[idx]), size)
-    return search_actions(before, target, torch.zeros(len(idx), 12), cfg.search_iters, cfg.search_popsize, gen,
-                          weights)  # fmt: skip
+    no_edit = torch.zeros(len(idx), 12)
+    if not cfg.search_consensus:
+        return search_actions(before, target, no_edit, cfg.search_iters, cfg.search_popsize, gen, weights)
+    first = cfg.search_iters // 2
+    a, r = search_actions(before, target, no_edit, first, cfg.search_popsize, gen, weights)
+    consensus = a[r > 0].median(0).values if bool((r > 0).any()) else torch.zeros(12)
+    return search_actions(before, target, consensus.expand(len(idx), 12), cfg.search_iters - first,
+                          cfg.search_popsize, gen, weights, sigma0=cfg.consensus_sigma)  # fmt: skip
 
 
 def _search_pool(pool: _Pool, searched: tuple[torch.Tensor, torch.Tensor], cfg: Config, seed: int):
@@ -1103,7 +1122,9 @@ def _search_pool(pool: _Pool, searched: tuple[torch.Tensor, torch.Tensor], cfg: 
     before = resize_u8(pool.before[copies], size)
     target = reward.srgb_to_lab(resize_u8(pool.target[t], size))
     weights = None if pool.weights is None else _resize_w(pool.weights[t], size)
-    a, r = search_actions(before, target, start, cfg.instant_copy_iters, cfg.search_popsize, gen, weights)
+    sigma0 = cfg.consensus_sigma if cfg.search_consensus else 0.3  # near the original's: consistent labels
+    a, r = search_actions(before, target, start, cfg.instant_copy_iters, cfg.search_popsize, gen, weights,
+                          sigma0=sigma0)  # fmt: skip
     best_a, best_r = torch.zeros(len(pool), 12), torch.zeros(len(pool))
     best_a[pool.idx_original], best_r[pool.idx_original] = searched
     best_a[copies], best_r[copies] = a, r

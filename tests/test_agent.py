@@ -572,3 +572,28 @@ def test_finetune_serves_the_distilled_blend_only_when_it_validates_better_and_i
     # a fine-tuned model can be the base of the next fine-tuning; distill=False serves the RL actor alone
     again = finetune(pairs, base=loaded, seed=1, max_steps=5, config=Config(**FAST, distill=False))
     assert isinstance(again.model.actor, Actor) and again.metrics["distill_lambda"] is None
+
+
+def test_consensus_search_gives_consistent_labels():
+    """One look made by the same sliders on every photo: the search through the editor's consensus labels
+    the pairs with sliders closer to each other (and to the look's own) than a search from no edit does,
+    at as good a reward: the labels a linear policy can carry to other photos (Config.search_consensus)."""
+    from rlcore.agent import _search_pairs
+
+    before = scenes(16, 3)
+    look = torch.zeros(16, 12)
+    for name, value in (("exposure", 30), ("contrast", 25), ("saturation", 30), ("temperature", 20)):
+        look[:, editor.ADJUSTMENTS.index(name)] = value
+    after = editor.apply_batch(torch.from_numpy(before), look).numpy()
+    pairs, idx = PairSet(before=before, after=after), np.arange(16)
+    plain = _search_pairs(pairs, idx, Config(search_consensus=False), seed=0)
+    consensus = _search_pairs(pairs, idx, Config(), seed=0)
+    spread = {k: float((a * 100).std(0).mean()) for k, (a, _) in (("plain", plain), ("consensus", consensus))}
+    error = {
+        k: float((a * 100 - look).abs().mean()) for k, (a, _) in (("plain", plain), ("consensus", consensus))
+    }
+    assert spread["consensus"] < 0.7 * spread["plain"] and error["consensus"] < error["plain"], (
+        spread,
+        error,
+    )
+    assert float(consensus[1].mean()) >= 0.95 * float(plain[1].mean())
