@@ -104,6 +104,10 @@ def test_seconds_zero_gives_the_instant_model_and_training_never_ends_worse_than
     t = tuned.metrics
     assert t["val_delta_e_personal"] <= min(t["val_delta_e_instant"], t["val_delta_e_no_edit"]) + 1e-6
     assert t["val_delta_e_personal"] < t["val_delta_e_no_edit"] - 1.0, "RL learns the exposure edit"
+    # Here the instant model (consensus labels) validates best and is served. With labels searched from no
+    # edit it is weaker, RL's policy is served, and its code must be RL's own refinement of the pairs' code.
+    tuned = finetune(pairs, base=prior, seed=0, max_steps=80, config=Config(**FAST, search_consensus=False))
+    assert tuned.metrics["policy"] == "fine_tuned"
     assert not torch.allclose(style_actor(tuned.model).z, style_actor(instant.model).z), "RL refines the code"
     again = load_model(model_bytes(tuned.model))  # distilled or not, a style model file round-trips
     assert torch.equal(again.predict_actions(pairs.before), tuned.model.predict_actions(pairs.before))
