@@ -221,6 +221,9 @@ def random_editor_actions(
     return a * keep
 
 
+SEARCH_STEP = 0.3  # search_actions' first step size from no edit, in action units (30 slider points)
+
+
 @torch.no_grad()
 def search_actions(
     before: torch.Tensor,
@@ -230,13 +233,13 @@ def search_actions(
     popsize: int,
     gen: torch.Generator,
     weights: torch.Tensor | None = None,
-    sigma0: float = 0.3,
+    sigma0: float = SEARCH_STEP,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The best action found for each pair by a black-box search with the editor, and its reward.
 
     before uint8 (N, S, S, 3), target_lab (N, S, S, 3), start (N, 12) actions to begin from, weights
     (N, S, S) or None. An elitist (1 + lambda) evolution strategy per pair, all pairs in one batch, with a
-    success-driven step size starting at sigma0 (action units: 0.3 = 30 slider points). Never worse than
+    success-driven step size starting at sigma0 (action units: 0.1 = 10 slider points). Never worse than
     `start` or no edit (reward 0): returns (N, 12), (N,).
     """
     n = len(before)
@@ -1122,7 +1125,7 @@ def _search_pool(pool: _Pool, searched: tuple[torch.Tensor, torch.Tensor], cfg: 
     before = resize_u8(pool.before[copies], size)
     target = reward.srgb_to_lab(resize_u8(pool.target[t], size))
     weights = None if pool.weights is None else _resize_w(pool.weights[t], size)
-    sigma0 = cfg.consensus_sigma if cfg.search_consensus else 0.3  # near the original's: consistent labels
+    sigma0 = cfg.consensus_sigma if cfg.search_consensus else SEARCH_STEP  # near the original's: consistent
     a, r = search_actions(before, target, start, cfg.instant_copy_iters, cfg.search_popsize, gen, weights,
                           sigma0=sigma0)  # fmt: skip
     best_a, best_r = torch.zeros(len(pool), 12), torch.zeros(len(pool))
