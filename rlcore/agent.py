@@ -147,6 +147,9 @@ class Config:
     # ... and may fit its linear policy on the few statistics photo-dependent edits answer to (brightness,
     # black and white points, cast, colourfulness; features.KEY_FEATURES), where that is clearly better
     distill_key_statistics: bool = True
+    # ... and weighs each state's label error by how much it changes the edited photo (slider_metric):
+    # sliders that barely change a photo leave its label arbitrary, and the fit should not follow that
+    distill_metric: bool = True
     # ... and chooses its strength on those folds too, not on the validation pairs alone (a fifth of a few)
     calibrate_on_folds: bool = True
     # regularisation of the actor (fine-tuning has ~40 pairs of a few photos; the actor must generalise)
@@ -266,6 +269,39 @@ def search_actions(
         best_r = torch.where(improved, top_r, best_r)
         sigma = (sigma * torch.where(improved, 1.25, 0.75).view(n, 1, 1)).clamp(0.02, 0.6)
     return best, best_r
+
+
+SLIDER_METRIC_STEP = 0.05  # slider_metric's finite-difference step, in action units (5 slider points)
+
+
+@torch.no_grad()
+def slider_metric(
+    before: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor | None = None, floor: float = 1e-3
+) -> torch.Tensor:
+    """How far each direction of slider change moves each edited photo, near `actions`: (N, 12, 12).
+
+    JᵀJ of the edited photo's CIELAB pixels (Jacobian J by central differences of the editor, a black
+    box) per pixel, scaled to trace 12 (the plain fit's identity), so that a label error costs
+    (a - label)ᵀ M (a - label): errors along sliders that barely change a photo (whites on a dark photo,
+    exposure traded against brightness) cost little, and a fit need not follow what the search left
+    arbitrary there. `floor` mixes in that much of the identity: a slider that changes none of the
+    photos still has a determined fit. before uint8 (N, S, S, 3), actions (N, 12), weights (N, S, S).
+    """
+    n = len(before)
+    step = SLIDER_METRIC_STEP * torch.eye(12)
+    probes = torch.cat([actions[:, None] + step, actions[:, None] - step], 1).clamp(-1, 1)  # (N, 24, 12)
+    lab = reward.srgb_to_lab(edit(before.repeat_interleave(24, 0), probes.reshape(-1, 12)))
+    lab = lab.view(n, 24, -1, 3)
+    span = (probes[:, :12] - probes[:, 12:]).diagonal(dim1=1, dim2=2).clamp_min(1e-6)  # (N, 12) at the edges
+    jac = (lab[:, :12] - lab[:, 12:]) / span[:, :, None, None]  # (N, 12, S*S, 3)
+    if weights is not None:
+        w = weights.reshape(n, 1, -1, 1)
+        jac = jac * (w / w.mean(2, keepdim=True).clamp_min(1e-12)).sqrt()
+    jac = jac.reshape(n, 12, -1).double()
+    metric = jac @ jac.transpose(1, 2)
+    trace = metric.diagonal(dim1=1, dim2=2).sum(1).clamp_min(1e-12)
+    metric = metric * (12.0 / trace)[:, None, None]
+    return ((1 - floor) * metric + floor * torch.eye(12, dtype=torch.float64)).float()
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -462,6 +498,26 @@ def fold_fits(keep: torch.Tensor, folds: list[_Fold]) -> list[tuple[torch.Tensor
     return [(fit, fold) for fit, fold in fits if int(fit.sum()) >= 2]
 
 
+class LabelMetric:
+    """Each state's ``slider_metric`` (P, 12, 12), and the Gram matrices of the metric-weighted linear fits
+    made with it: every form and penalty fitted to the same states on the same statistics shares one."""
+
+    def __init__(self, per_state: torch.Tensor):
+        self.per_state = per_state.double()
+        self._grams: dict[tuple[bytes, bytes], torch.Tensor] = {}
+
+    def gram(self, fit: torch.Tensor, cols: torch.Tensor, x_fit: torch.Tensor) -> torch.Tensor:
+        """sum_i M_i ⊗ x_i x_iᵀ over the states `fit` (x_fit: their statistics `cols`), (12 F, 12 F)."""
+        key = (fit.numpy().tobytes(), cols.numpy().tobytes())
+        if key not in self._grams:
+            m = self.per_state[fit]
+            n, k, f = len(x_fit), m.shape[1], x_fit.shape[1]
+            outer = (x_fit[:, :, None] * x_fit[:, None, :]).reshape(n, f * f)
+            gram = (m.reshape(n, k * k).T @ outer).view(k, k, f, f)  # [a, b, c, d]: sum_i M_i[a, b] x_ic x_id
+            self._grams[key] = gram.permute(0, 2, 1, 3).reshape(k * f, k * f)  # rows (a, c), columns (b, d)
+        return self._grams[key]
+
+
 @dataclass(frozen=True)
 class DistillForm:
     """How ``distill`` combines the actor with a linear policy: actor_share * actor + linear_share * linear.
@@ -479,12 +535,13 @@ class DistillForm:
 
 def fit_distilled(
     actor: Actor, actor_actions: torch.Tensor, feats: torch.Tensor, best_a: torch.Tensor, fit: torch.Tensor,
-    form: DistillForm,
+    form: DistillForm, metric: LabelMetric | None = None,
 ) -> DistilledActor:  # fmt: skip
     """The policy of `form`, its linear part fitted in closed form to the best actions of states `fit`.
 
     actor_actions (P, 12): the actor's actions for the states (computed once by the caller: it is the
     expensive part when many forms are fitted); feats (P, F) are standardised over all P states.
+    metric: each state's label error weighed by its ``slider_metric`` (None: all alike).
     """
     x = feats.double()
     mean, std = x.mean(0), x.std(0) + 1e-6
@@ -497,7 +554,13 @@ def fit_distilled(
         target = target - actor_actions[fit].double()
     x_fit = xs[fit][:, cols]
     w = torch.zeros(xs.shape[1], target.shape[1], dtype=torch.float64)  # (F + 1, 12)
-    w[cols] = torch.linalg.solve(x_fit.T @ x_fit + form.penalty * torch.diag(penalty), x_fit.T @ target)
+    if metric is None:
+        w[cols] = torch.linalg.solve(x_fit.T @ x_fit + form.penalty * torch.diag(penalty), x_fit.T @ target)
+    else:  # min sum_i (W x_i - t_i)ᵀ M_i (W x_i - t_i) + penalty |W|²: one system for all 12 sliders
+        k, f = target.shape[1], len(cols)
+        gram = metric.gram(fit, cols, x_fit) + form.penalty * torch.diag(penalty.repeat(k))
+        rhs = torch.einsum("nab,nb,nc->ac", metric.per_state[fit], target, x_fit).reshape(-1)
+        w[cols] = torch.linalg.solve(gram, rhs).view(k, f).T
     linear = LinearPolicy(feats.shape[1], best_a.shape[1])
     with torch.no_grad():
         linear.feat_mean.copy_(mean.float())
@@ -517,6 +580,7 @@ def distill(
     mix: float,
     folds: list[_Fold] = (),
     key_statistics: bool = False,
+    metric: LabelMetric | None = None,
 ) -> tuple[DistilledActor | None, DistillForm | None]:
     """The RL actor combined with a linear policy fitted to the search's best confirmed actions.
 
@@ -553,7 +617,7 @@ def distill(
     ]
 
     def candidates(fit: torch.Tensor) -> dict[DistillForm, DistilledActor]:
-        return {form: fit_distilled(actor, actor_a, feats, best_a, fit, form) for form in forms}
+        return {form: fit_distilled(actor, actor_a, feats, best_a, fit, form, metric) for form in forms}
 
     full = candidates(keep)
     per_pair = {None: [val.per_pair(actor)]}  # the actor alone, kept on a tie
@@ -1071,14 +1135,19 @@ def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: 
         return actor, None, []
     best_a, best_r = _search_pool(pool, searched, cfg, seed)
     folds = similar_photo_folds(pool, cfg.distill_folds, seed)
+    metric = None
+    if cfg.distill_metric:
+        weights = None if pool.weights is None else _resize_w(pool.weights[pool.pair], cfg.search_size)
+        before = resize_u8(pool.before, cfg.search_size)
+        metric = LabelMetric(slider_metric(before, best_a, weights))
     distilled, form = distill(actor, pool.feats, pool.conv, best_a, best_r, val, cfg.distill_mix, folds,
-                              cfg.distill_key_statistics)  # fmt: skip
+                              cfg.distill_key_statistics, metric)  # fmt: skip
     if distilled is None:
         return actor, None, [(actor, fold.test) for fold in folds]
     with torch.no_grad():
         actor_a = actor.eval()(pool.feats, pool.conv)
     other_photos = [
-        (fit_distilled(actor, actor_a, pool.feats, best_a, fit, form), fold.test)
+        (fit_distilled(actor, actor_a, pool.feats, best_a, fit, form, metric), fold.test)
         for fit, fold in fold_fits(best_r > 0, folds)
     ]
     return distilled, form, other_photos

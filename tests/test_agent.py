@@ -596,3 +596,52 @@ def test_consensus_search_gives_consistent_labels():
         error,
     )
     assert float(consensus[1].mean()) >= 0.95 * float(plain[1].mean())
+
+
+def test_slider_metric_weighs_the_sliders_that_change_the_photo():
+    """The whites slider changes a bright photo and not a dark one; every metric is symmetric, positive
+    and of trace 12 (the scale of the plain fit's identity, so that the penalties mean what they did)."""
+    from rlcore.agent import slider_metric
+    from rlcore.features import resize_u8
+
+    whites = editor.ADJUSTMENTS.index("whites")
+    base = scenes(8, 11).astype(np.float64)
+    dark = torch.from_numpy((base * 0.35).astype(np.uint8))
+    bright = torch.from_numpy(np.clip(base * 1.6 + 40, 0, 255).astype(np.uint8))
+    metric = {
+        k: slider_metric(resize_u8(x, 16), torch.zeros(8, 12))
+        for k, x in (("dark", dark), ("bright", bright))
+    }
+    for m in metric.values():
+        assert torch.allclose(m, m.transpose(1, 2)) and float(torch.linalg.eigvalsh(m).min()) > 0
+        assert torch.allclose(m.diagonal(dim1=1, dim2=2).sum(1), torch.full((8,), 12.0), atol=1e-3)
+    on_whites = {k: m[:, whites, whites] for k, m in metric.items()}
+    assert float(on_whites["bright"].min()) > 2 * float(on_whites["dark"].max())
+
+
+def test_a_metric_weighted_fit_ignores_labels_where_a_slider_does_nothing():
+    """The whites of dark photos are arbitrary (the search may leave them anywhere: they change nothing);
+    a plain fit follows them and misplaces the whites of bright photos, the fit weighted by each state's
+    slider_metric does not (Config.distill_metric)."""
+    from rlcore.agent import DistillForm, LabelMetric, fit_distilled, slider_metric
+    from rlcore.features import resize_u8
+
+    whites = editor.ADJUSTMENTS.index("whites")
+    base = scenes(40, 11).astype(np.float64)
+    dark = (base[10:30] * 0.35).astype(np.uint8)
+    bright = np.clip(base * 1.6 + 40, 0, 255).astype(np.uint8)
+    # fitted on the first 30 (10 bright, 20 dark), checked on the last 10 (bright)
+    photos = np.concatenate([bright[:10], dark, bright[30:]])
+    labels = torch.zeros(40, 12)
+    labels[:, whites] = 0.4
+    labels[10:30, whites] = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, 20)).float()
+    feats, fit = features(photos), torch.arange(40) < 30
+    metric = LabelMetric(slider_metric(resize_u8(torch.from_numpy(photos), 16), labels))
+    error = {}
+    for name, m in (("plain", None), ("metric", metric)):
+        policy = fit_distilled(
+            Actor(), torch.zeros(40, 12), feats, labels, fit, DistillForm(0.0, 1.0, 1.0), m
+        )
+        with torch.no_grad():
+            error[name] = float(policy.linear(feats[30:])[:, whites].sub(0.4).abs().mean())
+    assert error["metric"] < 0.6 * error["plain"], error
