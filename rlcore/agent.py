@@ -147,8 +147,9 @@ class Config:
     # ... and may fit its linear policy on the few statistics photo-dependent edits answer to (brightness,
     # black and white points, cast, colourfulness; features.KEY_FEATURES), where that is clearly better
     distill_key_statistics: bool = True
-    # ... and weighs each state's label error by how much it changes the edited photo (slider_metric):
-    # sliders that barely change a photo leave its label arbitrary, and the fit should not follow that
+    # ... and fits each form a second time, weighing each state's label error by how much it changes the
+    # edited photo (slider_metric): sliders that barely change a photo leave its label arbitrary, and a
+    # fit need not follow that (chosen like every other form: it helps with many pairs, less with few)
     distill_metric: bool = True
     # ... and chooses its strength on those folds too, not on the validation pairs alone (a fifth of a few)
     calibrate_on_folds: bool = True
@@ -531,6 +532,7 @@ class DistillForm:
     penalty: float
     key_only: bool = False
     corrects_actor: bool = False
+    weighted: bool = False  # label errors weighed by the states' slider_metric (distill's `metric`)
 
 
 def fit_distilled(
@@ -554,7 +556,7 @@ def fit_distilled(
         target = target - actor_actions[fit].double()
     x_fit = xs[fit][:, cols]
     w = torch.zeros(xs.shape[1], target.shape[1], dtype=torch.float64)  # (F + 1, 12)
-    if metric is None:
+    if not form.weighted:
         w[cols] = torch.linalg.solve(x_fit.T @ x_fit + form.penalty * torch.diag(penalty), x_fit.T @ target)
     else:  # min sum_i (W x_i - t_i)ᵀ M_i (W x_i - t_i) + penalty |W|²: one system for all 12 sliders
         k, f = target.shape[1], len(cols)
@@ -602,6 +604,9 @@ def distill(
     edits answer to; the other weights 0), and served only where it is clearly better (``_clearly_better``
     on the same per-pair scores) than the best on every feature: with a few photos, all 61 statistics
     let the fit follow whatever else those photos have in common.
+
+    metric: each form is also fitted with every state's label error weighed by its ``slider_metric``
+    (``DistillForm.weighted``), and those compete with the plain fits under the same rules.
     """
     keep = best_r > 0
     if int(keep.sum()) < 2:
@@ -609,9 +614,11 @@ def distill(
     with torch.no_grad():
         actor_a = actor.eval()(feats, conv)
     shares = [(1 - share, share, False) for share in sorted({mix, 1.0})] + [(1.0, 1.0, True)]
+    weightings = (False,) if metric is None else (False, True)
     forms = [
-        DistillForm(actor_share, linear_share, lam, key_only, corrects)
+        DistillForm(actor_share, linear_share, lam, key_only, corrects, weighted)
         for key_only in ((False, True) if key_statistics else (False,))
+        for weighted in weightings
         for actor_share, linear_share, corrects in shares
         for lam in RIDGE_LAMBDAS
     ]

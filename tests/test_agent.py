@@ -639,9 +639,8 @@ def test_a_metric_weighted_fit_ignores_labels_where_a_slider_does_nothing():
     metric = LabelMetric(slider_metric(resize_u8(torch.from_numpy(photos), 16), labels))
     error = {}
     for name, m in (("plain", None), ("metric", metric)):
-        policy = fit_distilled(
-            Actor(), torch.zeros(40, 12), feats, labels, fit, DistillForm(0.0, 1.0, 1.0), m
-        )
+        form = DistillForm(0.0, 1.0, 1.0, weighted=m is not None)
+        policy = fit_distilled(Actor(), torch.zeros(40, 12), feats, labels, fit, form, m)
         with torch.no_grad():
             error[name] = float(policy.linear(feats[30:])[:, whites].sub(0.4).abs().mean())
     assert error["metric"] < 0.6 * error["plain"], error
