@@ -65,6 +65,7 @@ from rlcore.networks import (
     DistilledActor,
     FixedStyleCritic,
     LinearPolicy,
+    LinearStylePrior,
     StyleActor,
     torch_threads,
 )
@@ -151,6 +152,9 @@ class Config:
     # edited photo (slider_metric): sliders that barely change a photo leave its label arbitrary, and a
     # fit need not follow that (chosen like every other form: it helps with many pairs, less with few)
     distill_metric: bool = True
+    # ... and a third time shrunk towards how generated styles in general answer a photo (the base's
+    # LinearStylePrior, where it has one) instead of towards a preset: with a few pairs, a prior's answer
+    distill_prior: bool = True
     # ... and chooses its strength on those folds too, not on the validation pairs alone (a fifth of a few)
     calibrate_on_folds: bool = True
     # regularisation of the actor (fine-tuning has ~40 pairs of a few photos; the actor must generalise)
@@ -270,6 +274,51 @@ def search_actions(
         best_r = torch.where(improved, top_r, best_r)
         sigma = (sigma * torch.where(improved, 1.25, 0.75).view(n, 1, 1)).clamp(0.02, 0.6)
     return best, best_r
+
+
+@torch.no_grad()
+def consensus_search(
+    before: torch.Tensor,
+    target_lab: torch.Tensor,
+    iters: int,
+    popsize: int,
+    gen: torch.Generator,
+    weights: torch.Tensor | None = None,
+    groups: torch.Tensor | None = None,
+    sigma: float = 0.1,
+    chunk: int | None = None,
+    on_chunk: Callable[[], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """search_actions in two halves: from no edit, then every pair again from its editor's consensus (the
+    median of the first half's actions that beat no edit) with steps of `sigma`: each label is then the
+    edit nearest the consensus that reaches its after, the same sliders doing the same work on every photo.
+
+    groups (N,) long: which editor (style) each pair is of (None: all one editor); chunk: pairs searched
+    at once (memory: popsize edits of each), on_chunk() called after each. Returns (N, 12), (N,) as
+    search_actions.
+    """
+    n = len(before)
+    groups = torch.zeros(n, dtype=torch.long) if groups is None else groups
+    step = n if chunk is None else chunk
+
+    def search(start: torch.Tensor, k: int, sigma0: float) -> tuple[torch.Tensor, torch.Tensor]:
+        found = []
+        for i in range(0, n, step):
+            w = None if weights is None else weights[i : i + step]
+            found.append(search_actions(before[i : i + step], target_lab[i : i + step], start[i : i + step], k,
+                                        popsize, gen, w, sigma0=sigma0))  # fmt: skip
+            if on_chunk is not None:
+                on_chunk()
+        return torch.cat([a for a, _ in found]), torch.cat([r for _, r in found])
+
+    first = iters // 2
+    a, r = search(torch.zeros(n, 12), first, SEARCH_STEP)
+    consensus = torch.zeros(n, 12)
+    for g in groups.unique():
+        members, confirmed = groups == g, (groups == g) & (r > 0)
+        if bool(confirmed.any()):
+            consensus[members] = a[confirmed].median(0).values
+    return search(consensus, iters - first, sigma)
 
 
 SLIDER_METRIC_STEP = 0.05  # slider_metric's finite-difference step, in action units (5 slider points)
@@ -453,6 +502,9 @@ def _clearly_better(new: torch.Tensor, old: torch.Tensor) -> bool:
 # Ridge penalties tried by ``distill`` (standardised features, ~1,000 states): small ones let the policy
 # follow the photo closely, large ones tend to one slider vector for every photo (a preset).
 RIDGE_LAMBDAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+# Penalties of the fits shrunk towards a LinearStylePrior (its precision has a mean diagonal of 1, so they
+# read like RIDGE_LAMBDAS; the largest leave little but the average style's answer and the editor's offset)
+PRIOR_PENALTIES = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
 
 
 @dataclass
@@ -507,9 +559,12 @@ class LabelMetric:
         self.per_state = per_state.double()
         self._grams: dict[tuple[bytes, bytes], torch.Tensor] = {}
 
-    def gram(self, fit: torch.Tensor, cols: torch.Tensor, x_fit: torch.Tensor) -> torch.Tensor:
-        """sum_i M_i ⊗ x_i x_iᵀ over the states `fit` (x_fit: their statistics `cols`), (12 F, 12 F)."""
-        key = (fit.numpy().tobytes(), cols.numpy().tobytes())
+    def gram(
+        self, fit: torch.Tensor, cols: torch.Tensor, x_fit: torch.Tensor, standardised_by: str
+    ) -> torch.Tensor:
+        """sum_i M_i ⊗ x_i x_iᵀ over the states `fit` (x_fit: their statistics `cols`, standardised by
+        "pool" or "prior": two different x_fit for the same states), (12 F, 12 F)."""
+        key = (fit.numpy().tobytes(), cols.numpy().tobytes(), standardised_by)
         if key not in self._grams:
             m = self.per_state[fit]
             n, k, f = len(x_fit), m.shape[1], x_fit.shape[1]
@@ -533,20 +588,24 @@ class DistillForm:
     key_only: bool = False
     corrects_actor: bool = False
     weighted: bool = False  # label errors weighed by the states' slider_metric (distill's `metric`)
+    prior: bool = False  # shrunk towards a LinearStylePrior's mean in its covariance, not towards a preset
 
 
 def fit_distilled(
     actor: Actor, actor_actions: torch.Tensor, feats: torch.Tensor, best_a: torch.Tensor, fit: torch.Tensor,
-    form: DistillForm, metric: LabelMetric | None = None,
+    form: DistillForm, metric: LabelMetric | None = None, linear_prior: LinearStylePrior | None = None,
 ) -> DistilledActor:  # fmt: skip
     """The policy of `form`, its linear part fitted in closed form to the best actions of states `fit`.
 
     actor_actions (P, 12): the actor's actions for the states (computed once by the caller: it is the
-    expensive part when many forms are fitted); feats (P, F) are standardised over all P states.
-    metric: each state's label error weighed by its ``slider_metric`` (None: all alike).
+    expensive part when many forms are fitted); feats (P, F) are standardised over all P states (by the
+    prior's standardisation for a `form.prior`). metric: each state's label error weighed by its
+    ``slider_metric`` (None: all alike). linear_prior: what a `form.prior` fit is shrunk towards.
     """
     x = feats.double()
     mean, std = x.mean(0), x.std(0) + 1e-6
+    if form.prior:  # the prior's W reads statistics standardised as its styles' were
+        mean, std = linear_prior.feat_mean.double(), linear_prior.feat_std.double()
     xs = torch.cat([(x - mean) / std, torch.ones(len(x), 1, dtype=torch.float64)], 1)
     cols = torch.tensor([*KEY_FEATURES, xs.shape[1] - 1]) if form.key_only else torch.arange(xs.shape[1])
     penalty = torch.ones(len(cols), dtype=torch.float64)
@@ -556,12 +615,22 @@ def fit_distilled(
         target = target - actor_actions[fit].double()
     x_fit = xs[fit][:, cols]
     w = torch.zeros(xs.shape[1], target.shape[1], dtype=torch.float64)  # (F + 1, 12)
-    if not form.weighted:
+    if not form.weighted and not form.prior:  # plain ridge: one small system shared by the 12 sliders
         w[cols] = torch.linalg.solve(x_fit.T @ x_fit + form.penalty * torch.diag(penalty), x_fit.T @ target)
-    else:  # min sum_i (W x_i - t_i)ᵀ M_i (W x_i - t_i) + penalty |W|²: one system for all 12 sliders
+    else:  # one system for all 12 sliders at once, vec(W) ordered (slider, statistic)
         k, f = target.shape[1], len(cols)
-        gram = metric.gram(fit, cols, x_fit) + form.penalty * torch.diag(penalty.repeat(k))
-        rhs = torch.einsum("nab,nb,nc->ac", metric.per_state[fit], target, x_fit).reshape(-1)
+        if form.weighted:  # sum_i (W x_i - t_i)ᵀ M_i (W x_i - t_i)
+            gram = metric.gram(fit, cols, x_fit, standardised_by="prior" if form.prior else "pool")
+            rhs = torch.einsum("nab,nb,nc->ac", metric.per_state[fit], target, x_fit).reshape(-1)
+        else:
+            gram = torch.kron(torch.eye(k, dtype=torch.float64), x_fit.T @ x_fit)
+            rhs = (x_fit.T @ target).T.reshape(-1)
+        if form.prior:  # + penalty (w - mean)ᵀ precision (w - mean): towards how styles in general answer
+            precision = form.penalty * linear_prior.precision.double()
+            gram = gram + precision
+            rhs = rhs + precision @ linear_prior.mean.double().T.reshape(-1)
+        else:  # + penalty |W|², the bias free
+            gram = gram + form.penalty * torch.diag(penalty.repeat(k))
         w[cols] = torch.linalg.solve(gram, rhs).view(k, f).T
     linear = LinearPolicy(feats.shape[1], best_a.shape[1])
     with torch.no_grad():
@@ -583,6 +652,7 @@ def distill(
     folds: list[_Fold] = (),
     key_statistics: bool = False,
     metric: LabelMetric | None = None,
+    linear_prior: LinearStylePrior | None = None,
 ) -> tuple[DistilledActor | None, DistillForm | None]:
     """The RL actor combined with a linear policy fitted to the search's best confirmed actions.
 
@@ -607,6 +677,11 @@ def distill(
 
     metric: each form is also fitted with every state's label error weighed by its ``slider_metric``
     (``DistillForm.weighted``), and those compete with the plain fits under the same rules.
+
+    linear_prior: the blend and the linear policy alone are also fitted shrunk towards how generated styles
+    in general answer a photo (``DistillForm.prior``, penalties PRIOR_PENALTIES) instead of towards one
+    slider vector for every photo; they compete under the same rules (the larger penalties, nearer the
+    prior, win where they are not clearly worse, which matters with a few pairs).
     """
     keep = best_r > 0
     if int(keep.sum()) < 2:
@@ -622,9 +697,18 @@ def distill(
         for actor_share, linear_share, corrects in shares
         for lam in RIDGE_LAMBDAS
     ]
+    if linear_prior is not None:  # the prior's mean is of actions: not for the correction of the actor
+        forms += [
+            DistillForm(actor_share, linear_share, lam, False, False, weighted, prior=True)
+            for weighted in weightings
+            for actor_share, linear_share, corrects in shares
+            if not corrects
+            for lam in PRIOR_PENALTIES
+        ]
 
     def candidates(fit: torch.Tensor) -> dict[DistillForm, DistilledActor]:
-        return {form: fit_distilled(actor, actor_a, feats, best_a, fit, form, metric) for form in forms}
+        return {form: fit_distilled(actor, actor_a, feats, best_a, fit, form, metric, linear_prior)
+                for form in forms}  # fmt: skip
 
     full = candidates(keep)
     per_pair = {None: [val.per_pair(actor)]}  # the actor alone, kept on a tie
@@ -1060,8 +1144,15 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     pool = _augment_pool(pairs, train_idx, max(instant_copies, rl_copies), cfg.aug_strength, seed, cfg.env_size,
                          cfg.aug_target)  # fmt: skip
     # the instant model comes first: it is the answer for seconds=0, and RL must end better on validation
+    linear_prior = base.linear_prior if cfg.distill_prior else None
     instant_actor, instant_form, instant_folds = _instant_policy(
-        copy.deepcopy(actor), pool.head(n_train * (1 + instant_copies)), searched, val, cfg, seed
+        copy.deepcopy(actor),
+        pool.head(n_train * (1 + instant_copies)),
+        searched,
+        val,
+        cfg,
+        seed,
+        linear_prior,
     )
     val_instant = val.delta_e(instant_actor)
     if should_stop is not None and should_stop():
@@ -1129,10 +1220,12 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     return FinetuneResult(model=model, metrics=metrics, curve=info["curve"], val_idx=val_idx.tolist())
 
 
-def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: int):
+def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: int,
+                    linear_prior: LinearStylePrior | None):  # fmt: skip
     """The instant model: `actor` (the base's, or the prior's policy with the pairs' code) distilled with
     the searched actions of the pool's states, the training befores and camera-jittered copies of them:
     (policy, its DistillForm or None for the actor alone, [(its fit without a fold, the fold's pairs)]).
+    linear_prior: the base's, for the fits shrunk towards it (``distill``), or None.
 
     The actor was not fitted to these pairs (a prior's code was only read from them), so cross-validation
     on folds of similar training photos can say how each distillation form does on other photos; the
@@ -1148,25 +1241,21 @@ def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: 
         before = resize_u8(pool.before, cfg.search_size)
         metric = LabelMetric(slider_metric(before, best_a, weights))
     distilled, form = distill(actor, pool.feats, pool.conv, best_a, best_r, val, cfg.distill_mix, folds,
-                              cfg.distill_key_statistics, metric)  # fmt: skip
+                              cfg.distill_key_statistics, metric, linear_prior)  # fmt: skip
     if distilled is None:
         return actor, None, [(actor, fold.test) for fold in folds]
     with torch.no_grad():
         actor_a = actor.eval()(pool.feats, pool.conv)
     other_photos = [
-        (fit_distilled(actor, actor_a, pool.feats, best_a, fit, form, metric), fold.test)
+        (fit_distilled(actor, actor_a, pool.feats, best_a, fit, form, metric, linear_prior), fold.test)
         for fit, fold in fold_fits(best_r > 0, folds)
     ]
     return distilled, form, other_photos
 
 
 def _search_pairs(ps: PairSet, idx: np.ndarray, cfg: Config, seed: int):
-    """search_actions on training pairs idx (at cfg.search_size): (N, 12), (N,), or None.
-
-    With cfg.search_consensus, half the generations search from no edit and half from the median of
-    those results (the editor's consensus) with small steps: each pair's label is then the edit nearest
-    the consensus that reaches its after, the same sliders doing the same work on every photo.
-    """
+    """search_actions on training pairs idx (at cfg.search_size), through the editor's consensus
+    (``consensus_search``) with cfg.search_consensus: (N, 12), (N,), or None."""
     if cfg.search_iters <= 0:
         return None
     gen = torch.Generator().manual_seed(seed * 7919 + 29)
@@ -1174,14 +1263,11 @@ def _search_pairs(ps: PairSet, idx: np.ndarray, cfg: Config, seed: int):
     before = resize_u8(torch.from_numpy(ps.before[idx]), size)
     target = reward.srgb_to_lab(resize_u8(torch.from_numpy(ps.after[idx]), size))
     weights = None if ps.weights is None else _resize_w(torch.from_numpy(ps.weights[idx]), size)
-    no_edit = torch.zeros(len(idx), 12)
     if not cfg.search_consensus:
+        no_edit = torch.zeros(len(idx), 12)
         return search_actions(before, target, no_edit, cfg.search_iters, cfg.search_popsize, gen, weights)
-    first = cfg.search_iters // 2
-    a, r = search_actions(before, target, no_edit, first, cfg.search_popsize, gen, weights)
-    consensus = a[r > 0].median(0).values if bool((r > 0).any()) else torch.zeros(12)
-    return search_actions(before, target, consensus.expand(len(idx), 12), cfg.search_iters - first,
-                          cfg.search_popsize, gen, weights, sigma0=cfg.consensus_sigma)  # fmt: skip
+    return consensus_search(before, target, cfg.search_iters, cfg.search_popsize, gen, weights,
+                            sigma=cfg.consensus_sigma)  # fmt: skip
 
 
 def _search_pool(pool: _Pool, searched: tuple[torch.Tensor, torch.Tensor], cfg: Config, seed: int):

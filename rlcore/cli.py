@@ -1,4 +1,4 @@
-"""Command line: python -m rlcore {train-base, finetune, predict, apply, evaluate}.
+"""Command line: python -m rlcore {train-base, choose-default, fit-linear-prior, finetune, predict, apply, evaluate}.
 
 A stable contract (outside evaluations drive it exactly as documented in the README): results on stdout
 (JSON), progress bars and warnings on stderr, errors as one line on stderr with a non-zero exit status.
@@ -98,6 +98,32 @@ def cmd_choose_default(args) -> int:
                       "was": before.metadata.get("model_id"), "strength": model.strength,
                       "was_strength": before.strength, "default_untouched": metrics["default_untouched"],
                       "default_share_closer": metrics["default_share_closer"]}))  # fmt: skip
+    return 0
+
+
+def cmd_fit_linear_prior(args) -> int:
+    from tqdm import tqdm
+
+    from rlcore.data import load_images
+    from rlcore.modelfile import load_model
+    from rlcore.prior import refit_linear_prior
+
+    before = load_model(args.model)
+    if before.encoder is None:
+        raise CLIError(f"{args.model} is not a style prior (kind 'prior'): it has no encoder")
+    bar = tqdm(file=sys.stderr, desc="fit-linear-prior", unit="chunk", dynamic_ncols=True, mininterval=0.5)
+
+    def on_chunk(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        model = refit_linear_prior(before, load_images(args.images), args.seed, on_chunk)
+    finally:
+        bar.close()
+    size = _save(model, args.out)
+    print(json.dumps({"out": args.out, "bytes": size, "model_id": model.metadata["model_id"],
+                      "was": before.metadata.get("model_id")}))  # fmt: skip
     return 0
 
 
@@ -242,6 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--images", required=True, help="the folder of photos it was trained with")
     s.add_argument("--out", required=True, help="model file to write")
     s.set_defaults(func=cmd_choose_default)
+
+    s = sub.add_parser(
+        "fit-linear-prior",
+        help="a style prior's linear style prior (what distillation shrinks towards) fitted again (same networks)",
+    )
+    s.add_argument("--model", required=True, help="the style prior (kind 'prior')")
+    s.add_argument("--images", required=True, help="a folder of photos for the generated styles to edit")
+    s.add_argument("--out", required=True, help="model file to write")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_fit_linear_prior)
 
     s = sub.add_parser("finetune", help="learn one editor's style from a pairs directory")
     s.add_argument("--pairs", required=True, help="directory with before/ and after/ (and optional masks/)")

@@ -38,6 +38,7 @@ from rlcore.networks import (
     DistilledActor,
     FixedStyleCritic,
     LinearPolicy,
+    LinearStylePrior,
     StyleActor,
     StyleCritic,
     StyleEncoder,
@@ -64,13 +65,16 @@ class PersonalModel:
 
     Two families (rlcore.networks): "plain" (Actor and Critic, format 1) and "style" (the style policy
     with a style code, format 2, trained by rlcore.prior); a style prior also carries the encoder that
-    reads an editor's pairs.
+    reads an editor's pairs, and may carry the distribution of styles' linear policies (LinearStylePrior)
+    that fine-tuning's distillation shrinks towards.
     """
 
-    def __init__(self, actor, critic=None, metadata: dict[str, Any] | None = None, encoder=None):
+    def __init__(self, actor, critic=None, metadata: dict[str, Any] | None = None, encoder=None,
+                 linear_prior: LinearStylePrior | None = None):  # fmt: skip
         self.actor = actor.eval()
         self.critic = critic.eval() if critic is not None else None
         self.encoder = encoder.eval() if encoder is not None else None
+        self.linear_prior = linear_prior
         meta = dict(metadata or {})
         meta.setdefault("kind", "personal")
         meta.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
@@ -126,6 +130,8 @@ class PersonalModel:
             t.update({f"critic.{k}": v.detach().contiguous() for k, v in self.critic.state_dict().items()})
         if self.encoder is not None:
             t.update({f"encoder.{k}": v.detach().contiguous() for k, v in self.encoder.state_dict().items()})
+        if self.linear_prior is not None:
+            t.update({f"linear_prior.{k}": v.contiguous() for k, v in self.linear_prior.state_dict().items()})
         return t
 
     @torch.no_grad()
@@ -238,14 +244,14 @@ def load_model(source: str | Path | bytes | bytearray, *, check_adjustments: boo
     arch = meta.get("arch") or {}
     try:
         tensors = load(data)
-        actor, critic, encoder = _networks(arch, tensors)
+        actor, critic, encoder, linear_prior = _networks(arch, tensors)
     except Exception as exc:
         raise ModelFormatError(f"{where}: model weights do not match its header ({exc})") from exc
     if int(arch.get("n_features", -1)) != N_FEATURES:
         raise ModelFormatError(
             f"{where}: model uses {arch.get('n_features')} features, this rlcore {N_FEATURES}"
         )
-    return PersonalModel(actor, critic, metadata=meta, encoder=encoder)
+    return PersonalModel(actor, critic, metadata=meta, encoder=encoder, linear_prior=linear_prior)
 
 
 def _with_actor_share(arch: dict, actor: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -256,7 +262,8 @@ def _with_actor_share(arch: dict, actor: dict[str, torch.Tensor]) -> dict[str, t
 
 
 def _networks(arch: dict, tensors: dict[str, torch.Tensor]):
-    """The networks a model file describes, with its weights: (actor, critic or None, encoder or None)."""
+    """The networks a model file describes, with its weights: (actor, critic or None, encoder or None,
+    linear prior or None)."""
 
     def part(prefix: str) -> dict[str, torch.Tensor] | None:
         found = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
@@ -272,7 +279,7 @@ def _networks(arch: dict, tensors: dict[str, torch.Tensor]):
         if part("critic"):
             critic = Critic(n, int(arch["critic_hidden"]))
             critic.load_state_dict(part("critic"))
-        return actor, critic, encoder
+        return actor, critic, encoder, None
     d = int(arch["style_dim"])
     actor = StyleActor(StylePolicy(n, d, int(arch["actor_hidden"])), torch.zeros(1, d))
     if arch.get("distilled"):
@@ -284,4 +291,8 @@ def _networks(arch: dict, tensors: dict[str, torch.Tensor]):
     if part("encoder"):
         encoder = StyleEncoder(n, int(arch["encoder_hidden"]), d)
         encoder.load_state_dict(part("encoder"))
-    return actor, critic, encoder
+    linear_prior = None
+    if part("linear_prior"):
+        linear_prior = LinearStylePrior(n)
+        linear_prior.load_state_dict(part("linear_prior"))
+    return actor, critic, encoder, linear_prior

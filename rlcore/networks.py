@@ -2,6 +2,7 @@
 
 * the plain family (rlcore.agent's fine-tuning and base model): ``Actor`` pi(s) and ``Critic`` Q(s, a);
   ``DistilledActor`` blends the RL actor with ``LinearPolicy``, the ridge policy fitted after fine-tuning;
+  ``LinearStylePrior`` says how such linear policies are distributed across styles (a style prior's);
 * the style family (rlcore.prior): ``StyleEncoder`` reads an editor's pairs into a style code z,
   ``StylePolicy`` pi(s, z) and ``StyleCritic`` Q(s, z, a); ``StyleActor`` and ``FixedStyleCritic`` fix
   one style's code and so offer the plain family's interface, which fine-tuning and serving use.
@@ -18,7 +19,7 @@ from torch import nn
 
 from rlcore.features import N_FEATURES, features
 
-__all__ = ["Actor", "Critic", "LinearPolicy", "DistilledActor", "StyleEncoder", "StylePolicy", "StyleCritic",
+__all__ = ["Actor", "Critic", "LinearPolicy", "DistilledActor", "LinearStylePrior", "StyleEncoder", "StylePolicy", "StyleCritic",
            "StyleActor", "FixedStyleCritic", "pair_features", "mlp_with_dropout", "n_params", "torch_threads"]  # fmt: skip
 
 
@@ -144,6 +145,26 @@ class DistilledActor(nn.Module):
         self, feats: torch.Tensor, conv_x: torch.Tensor, drop: float = 0.0, noise: float = 0.0
     ) -> torch.Tensor:
         return self.actor_share * self.actor(feats, conv_x, drop, noise) + self.mix * self.linear(feats)
+
+
+class LinearStylePrior(nn.Module):
+    """How the linear policies of many editing styles are distributed: a Gaussian over their weights.
+
+    W (F + 1, 12) maps statistics standardised by ``feat_mean`` / ``feat_std`` (and a 1 for the bias) to
+    actions; ``mean`` is the average style's W and ``precision`` the inverse covariance of vec(W), rows
+    and columns ordered (slider, statistic), scaled to a mean diagonal of 1 so that a penalty on it reads
+    like a ridge penalty. rlcore.prior fits it across generated styles; rlcore.agent.distill can shrink an
+    editor's linear policy towards it (how styles in general answer a photo) instead of towards a preset.
+    It is no network: it holds no parameters and never acts, but it travels in the prior's model file.
+    """
+
+    def __init__(self, n_features: int = N_FEATURES, n_actions: int = 12):
+        super().__init__()
+        k = (n_features + 1) * n_actions
+        self.register_buffer("feat_mean", torch.zeros(n_features))
+        self.register_buffer("feat_std", torch.ones(n_features))
+        self.register_buffer("mean", torch.zeros(n_features + 1, n_actions))
+        self.register_buffer("precision", torch.eye(k))
 
 
 def n_params(module: nn.Module) -> int:

@@ -39,13 +39,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlcore import reward, stylegen
-from rlcore.agent import FinetuneResult, Progress, camera_jitter, edit, search_actions, to_sliders
+from rlcore.agent import (
+    FinetuneResult,
+    Progress,
+    camera_jitter,
+    consensus_search,
+    edit,
+    search_actions,
+    to_sliders,
+)
 from rlcore.data import random_crops
 from rlcore.features import N_FEATURES, features, resize_u8
 from rlcore.imageio import THUMB_SIZE
 from rlcore.modelfile import PersonalModel
 from rlcore.networks import (
     FixedStyleCritic,
+    LinearStylePrior,
     StyleActor,
     StyleCritic,
     StyleEncoder,
@@ -114,15 +123,27 @@ class PriorConfig:
     # validation
     val_every: int = 250
     threads: int = 1
+    # the linear style prior (fit_linear_prior): styles x photos whose sliders are searched through each
+    # style's consensus as fine-tuning searches an editor's; each style's ridge policy (this penalty);
+    # the covariance of those policies shrunk this far towards its diagonal (0: none of the styles
+    # carries the model file)
+    linear_styles: int = 400
+    linear_photos_per_style: int = 32
+    linear_search_iters: int = 24
+    linear_style_penalty: float = 3.0
+    linear_shrinkage: float = 0.1
 
     @classmethod
     def for_budget(cls, seconds: float) -> PriorConfig:
         """The default config with a bank of styles that a budget of `seconds` can use (and build fast)."""
         # about one style per 2 s of budget: each of a style's pairs is then revisited often enough for the
         # search around its best action to progress (measured: 8-15 iterations/s of 128 pairs each)
+        # the linear prior's search (about 12 minutes for the full 400 styles) in proportion, so that a
+        # short run stays short (3,000 s and more: all of them)
         return cls(
             n_styles=int(np.clip(seconds / 2, 32, cls.n_styles)),
             val_styles=int(np.clip(seconds / 25, 8, cls.val_styles)),
+            linear_styles=int(np.clip(seconds / 7.5, 4, cls.linear_styles)),
         )
 
 
@@ -385,7 +406,9 @@ def rechoose_default(model: PersonalModel, images: list[np.ndarray]) -> Personal
     metadata = {**keep, "strength": strength, "metrics": {**model.metadata["metrics"], **default},
                 "default_rechosen_from": model.metadata.get("model_id")}  # fmt: skip
     critic = FixedStyleCritic(model.critic.critic, actor.z) if model.critic is not None else None
-    return PersonalModel(actor, critic, metadata=metadata, encoder=model.encoder)
+    return PersonalModel(
+        actor, critic, metadata=metadata, encoder=model.encoder, linear_prior=model.linear_prior
+    )
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -446,6 +469,114 @@ def queries_delta_e(bank: _Bank, actions: torch.Tensor, context: int = VAL_CONTE
     target = bank.after[:, context:].reshape(-1, THUMB_SIZE, THUMB_SIZE, 3)
     a = actions.reshape(-1, 12)
     return float(reward.mean_delta_e(edit(before, a), reward.srgb_to_lab(target)).mean())
+
+
+# ------------------------------------------------------------------------------------------------------
+# The linear style prior: how the linear policies of many styles are distributed
+# ------------------------------------------------------------------------------------------------------
+
+
+def refit_linear_prior(
+    model: PersonalModel,
+    images: list[np.ndarray],
+    seed: int = 0,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> PersonalModel:
+    """A style prior's model file with its linear style prior fitted (again) from `images`, the networks
+    untouched: a new model_id, so personal models say which one they started from."""
+    if model.encoder is None:
+        raise ValueError("not a style prior (kind 'prior'): it has no encoder")
+    # its own config, and today's defaults for what it predates (the linear prior's fields among them)
+    saved = model.metadata.get("config", {})
+    cfg = PriorConfig(**{k: v for k, v in saved.items() if k in PriorConfig.__dataclass_fields__})
+    keep = {k: v for k, v in model.metadata.items() if k not in ("model_id", "base_version", "created_at")}
+    metadata = {**keep, "config": asdict(cfg), "linear_prior_refitted_from": model.metadata.get("model_id")}
+    linear_prior = fit_linear_prior(images, seed, cfg, on_chunk)
+    return PersonalModel(model.actor, model.critic, metadata=metadata, encoder=model.encoder,
+                         linear_prior=linear_prior)  # fmt: skip
+
+
+LINEAR_SEARCH_CHUNK = 640  # pairs searched at once: 12 candidates of each, 16x16, a few hundred MB
+
+
+def fit_linear_prior(
+    photos: list[np.ndarray], seed: int, cfg: PriorConfig, on_chunk: Callable[[int, int], None] | None = None
+) -> LinearStylePrior:
+    """How styles in general answer a photo, for fine-tuning's distillation (rlcore.agent.distill).
+
+    A bank of generated styles (their own bank, not the networks'), every pair's sliders searched with the
+    editor as a black box through its style's consensus (rlcore.agent.consensus_search: the same kind of
+    label fine-tuning fits for an editor), one ridge policy per style on globally standardised statistics,
+    and a Gaussian over those policies (``linear_prior_from_labels``). on_chunk(done, total): progress of
+    the search, which is most of the time (about 12 minutes on one core for 400 x 32 pairs).
+    """
+    bank = make_bank(photos, cfg.linear_styles, cfg.linear_photos_per_style, seed + 13, cfg.search_size)
+    n = bank.n_styles * bank.n_photos
+    before = resize_u8(bank.before.reshape(n, THUMB_SIZE, THUMB_SIZE, 3), cfg.search_size)
+    target = _chunked(
+        reward.srgb_to_lab, resize_u8(bank.after.reshape(n, THUMB_SIZE, THUMB_SIZE, 3), cfg.search_size)
+    )
+    style = torch.arange(bank.n_styles).repeat_interleave(bank.n_photos)
+    gen = torch.Generator().manual_seed(seed + 13)
+    chunk = LINEAR_SEARCH_CHUNK
+    total, done = 2 * -(-n // chunk), [0]  # chunks of the two halves
+
+    def searched_chunk() -> None:
+        done[0] += 1
+        if on_chunk is not None:
+            on_chunk(done[0], total)
+
+    labels, rewards = consensus_search(before, target, cfg.linear_search_iters, cfg.search_popsize, gen,
+                                       groups=style, chunk=chunk, on_chunk=searched_chunk)  # fmt: skip
+    return linear_prior_from_labels(bank.feats_before.reshape(n, -1), labels, rewards, style,
+                                    cfg.linear_style_penalty, cfg.linear_shrinkage)  # fmt: skip
+
+
+def linear_prior_from_labels(
+    feats: torch.Tensor,
+    labels: torch.Tensor,
+    rewards: torch.Tensor,
+    style: torch.Tensor,
+    penalty: float,
+    shrinkage: float,
+    min_labels: int = 8,
+) -> LinearStylePrior:
+    """A Gaussian over linear policies, from many styles' labelled photos.
+
+    feats (N, F) the befores' statistics, labels (N, 12) their searched actions, rewards (N,) (a label
+    counts where it beats no edit), style (N,) which style each is of. Each style with `min_labels` such
+    labels gets a ridge policy W (F + 1, 12) (`penalty`, not on the bias) on statistics standardised over
+    all N; their mean, and the inverse of their covariance shrunk by `shrinkage` towards its diagonal
+    (a few hundred styles cannot pin down 744 x 744 numbers), scaled to a mean diagonal of 1.
+    """
+    x = feats.double()
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    xs = torch.cat([(x - mean) / std, torch.ones(len(x), 1, dtype=torch.float64)], 1)
+    f = xs.shape[1]
+    ridge = penalty * torch.eye(f, dtype=torch.float64)
+    ridge[-1, -1] = 0
+    policies = []
+    for s in style.unique():
+        fit = (style == s) & (rewards > 0)
+        if int(fit.sum()) >= min_labels:
+            w = torch.linalg.solve(
+                xs[fit].T @ xs[fit] + ridge, xs[fit].T @ labels[fit].double()
+            )  # (F + 1, 12)
+            policies.append(w.T.reshape(-1))  # ordered (slider, statistic)
+    if len(policies) < 2:
+        raise ValueError(f"need at least 2 styles with {min_labels} labels that beat no edit")
+    w = torch.stack(policies)
+    cov = torch.cov(w.T)
+    cov = (1 - shrinkage) * cov + shrinkage * torch.diag(torch.diag(cov))
+    cov = cov + 1e-4 * float(torch.diag(cov).mean()) * torch.eye(len(cov), dtype=torch.float64)
+    precision = torch.linalg.inv(cov)
+    precision = (precision + precision.T) / 2
+    prior = LinearStylePrior(feats.shape[1], labels.shape[1])
+    prior.feat_mean.copy_(mean.float())
+    prior.feat_std.copy_(std.float())
+    prior.mean.copy_(w.mean(0).view(labels.shape[1], f).T.float())
+    prior.precision.copy_((precision / torch.diag(precision).mean()).float())
+    return prior
 
 
 def train_prior(
@@ -615,6 +746,16 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
     policy.load_state_dict(best_state[1])
     critic.load_state_dict(best_state[2])
     actor, strength, default = choose_default(encoder, policy, bank_photos, check_photos, seed)
+    linear_prior = None
+    if cfg.linear_styles:
+        fit_start = time.monotonic()
+
+        def fitting(done: int, total: int) -> None:  # after the budget: the bar stays full, the ETA counts
+            if on_progress is not None:
+                eta = (time.monotonic() - fit_start) * (total - done) / done
+                on_progress(Progress(step, 1.0, eta, cfg.eps_end, last_reward, best_val))
+
+        linear_prior = fit_linear_prior(bank_photos, seed, cfg, fitting)
     if on_progress is not None:
         on_progress(Progress(step, 1.0, 0.0, cfg.eps_end, last_reward, best_val))
     metrics = {
@@ -647,5 +788,6 @@ def _train_prior(images, seconds, seed, max_steps, cfg: PriorConfig, on_progress
             "strength": strength,
         },
         encoder=encoder,
+        linear_prior=linear_prior,
     )
     return FinetuneResult(model=model, metrics=metrics, curve=curve)

@@ -644,3 +644,32 @@ def test_a_metric_weighted_fit_ignores_labels_where_a_slider_does_nothing():
         with torch.no_grad():
             error[name] = float(policy.linear(feats[30:])[:, whites].sub(0.4).abs().mean())
     assert error["metric"] < 0.6 * error["plain"], error
+
+
+def test_a_fit_shrunk_towards_the_linear_style_prior_follows_it_with_few_labels_and_the_labels_with_many():
+    """DistillForm.prior: a large penalty leaves the prior's mean (how styles in general answer a photo),
+    a small one the labels' own least-squares fit; weighted or not (Config.distill_prior)."""
+    from rlcore.agent import DistillForm, LabelMetric, fit_distilled, slider_metric
+    from rlcore.features import resize_u8
+    from rlcore.networks import LinearStylePrior
+
+    photos = scenes(60, 12)
+    feats = features(photos)
+    prior = LinearStylePrior()
+    prior.feat_mean.copy_(feats.mean(0))
+    prior.feat_std.copy_(feats.std(0) + 1e-6)
+    gen = torch.Generator().manual_seed(0)
+    prior.mean.copy_(torch.randn(N_FEATURES + 1, 12, generator=gen) * 0.02)
+    xs = torch.cat([(feats - prior.feat_mean) / prior.feat_std, torch.ones(60, 1)], 1)
+    editor_w = torch.randn(N_FEATURES + 1, 12, generator=gen) * 0.02
+    labels = (xs @ editor_w).clamp(-1, 1)  # an editor's policy, linear in the statistics
+    fit = torch.ones(60, dtype=torch.bool)
+    metric = LabelMetric(slider_metric(resize_u8(torch.from_numpy(photos), 16), labels))
+    for weighted in (False, True):
+        near_prior = fit_distilled(Actor(), torch.zeros(60, 12), feats, labels, fit,
+                                   DistillForm(0.0, 1.0, 1e7, weighted=weighted, prior=True), metric, prior)  # fmt: skip
+        near_labels = fit_distilled(Actor(), torch.zeros(60, 12), feats, labels, fit,
+                                    DistillForm(0.0, 1.0, 1e-6, weighted=weighted, prior=True), metric, prior)  # fmt: skip
+        with torch.no_grad():
+            assert torch.allclose(near_prior.linear(feats), (xs @ prior.mean).clamp(-1, 1), atol=1e-3)
+            assert torch.allclose(near_labels.linear(feats), labels, atol=1e-3)

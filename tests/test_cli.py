@@ -216,6 +216,25 @@ def test_train_base_and_module_entry_point(tmp_path):
         summary["strength"] == load_model(again).strength
         and summary["was"] == load_model(out).metadata["model_id"]
     )
+    assert load_model(out).linear_prior is not None
+    refitted = tmp_path / "refitted.pt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlcore", "fit-linear-prior", "--model", out, "--images", images, "--out", refitted,
+         "--seed", "3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["model_id"] == load_model(refitted).metadata["model_id"] != summary["was"]
+    assert "fit-linear-prior" in proc.stderr, "a progress bar on stderr"
+    plain = tmp_path / "plain.pt"
+    save_model(PersonalModel(Actor(), Critic(), metadata={"kind": "base"}), plain)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlcore", "fit-linear-prior", "--model", plain, "--images", images,
+         "--out", refitted],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "not a style prior" in proc.stderr
     proc = subprocess.run(
         [sys.executable, "-m", "rlcore", "frobnicate"], cwd=ROOT, capture_output=True, text=True
     )

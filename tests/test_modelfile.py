@@ -108,7 +108,7 @@ def test_other_versions_and_foreign_files_are_refused(tmp_path):
 
 def test_shipped_base_model():
     assert BASE_MODEL_PATH.is_file(), "rlcore/assets/base.pt is missing"
-    assert BASE_MODEL_PATH.stat().st_size < 3_000_000
+    assert BASE_MODEL_PATH.stat().st_size < 5_000_000  # the linear style prior: 2.2 MB
     base = load_model(BASE_MODEL_PATH)
     # a style prior since 2026-11-26 (rlcore/assets/BASE_MODEL.md): encoder, policy with its default code,
     # critic; it validated better than no edit on generated styles it never trained on

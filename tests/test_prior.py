@@ -34,8 +34,10 @@ from rlcore.prior import (
     PriorConfig,
     check_crops,
     default_strength,
+    linear_prior_from_labels,
     make_bank,
     rechoose_default,
+    refit_linear_prior,
     search_best_actions,
     train_prior,
     upper_bound_of_mean,
@@ -117,7 +119,8 @@ def test_seconds_zero_gives_the_instant_model_and_training_never_ends_worse_than
 def test_train_prior_keeps_its_best_validated_snapshot_and_is_deterministic():
     photos = [np.asarray(scenes(1, s)[0]) for s in range(6)]
     cfg = PriorConfig(n_styles=48, val_styles=8, photos_per_style=14, styles_per_batch=8, val_every=10,
-                      context_max=8, actor_hidden=32, critic_hidden=32, encoder_hidden=16, style_dim=4)  # fmt: skip
+                      context_max=8, actor_hidden=32, critic_hidden=32, encoder_hidden=16, style_dim=4,
+                      linear_styles=6, linear_photos_per_style=12, linear_search_iters=4)  # fmt: skip
     res = train_prior(photos, seed=0, max_steps=60, config=cfg)
     assert [s for s, _ in res.curve] == list(range(0, 61, 10))
     best = min(v for _, v in res.curve)
@@ -128,8 +131,19 @@ def test_train_prior_keeps_its_best_validated_snapshot_and_is_deterministic():
     # a quarter of the photos (rounded) never enter the banks: the default is checked on them
     assert (res.metrics["photos"], res.metrics["check_photos"]) == (4, 2)
     assert model.metadata["strength"] in (0.0, *DEFAULT_STRENGTHS)
+    assert model.linear_prior is not None, "the linear style prior travels in the file"
+    for name, value in res.model.linear_prior.state_dict().items():
+        assert torch.equal(model.linear_prior.state_dict()[name], value)
     again = train_prior(photos, seed=0, max_steps=60, config=cfg)
     assert again.curve == res.curve, "deterministic for a seed with max_steps"
+    assert torch.equal(again.model.linear_prior.mean, model.linear_prior.mean)
+    # the linear prior fitted again (another seed): the networks untouched, a new version of the file
+    refitted = refit_linear_prior(model, photos, seed=1)
+    assert refitted.metadata["linear_prior_refitted_from"] == model.metadata["model_id"]
+    assert refitted.metadata["model_id"] != model.metadata["model_id"]
+    assert not torch.equal(refitted.linear_prior.mean, model.linear_prior.mean)
+    x = torch.from_numpy(scenes(4, 9))
+    assert torch.equal(refitted.predict_actions(x), model.predict_actions(x))
     # the default chosen again from the same photos: the same choice, the same file, the networks untouched
     rechosen = rechoose_default(model, photos)
     assert rechosen.metadata["model_id"] == model.metadata["model_id"]
@@ -235,3 +249,27 @@ def test_the_model_id_changes_with_the_strength_it_is_served_at():
         for s in (None, 0.4, 0.5)
     }  # fmt: skip
     assert len(ids) == 3
+
+
+def test_the_linear_style_prior_is_the_mean_and_spread_of_the_styles_policies():
+    """linear_prior_from_labels: each style's ridge policy, their mean, and a precision that is small
+    along what varies from style to style (there a fit is free to follow the editor's labels)."""
+    gen = torch.Generator().manual_seed(0)
+    n_styles, per_style, n_feat = 30, 80, 5
+    feats = torch.randn(n_styles * per_style, n_feat, generator=gen)
+    style = torch.arange(n_styles).repeat_interleave(per_style)
+    common = torch.randn(n_feat + 1, 12, generator=gen) * 0.1
+    policies = common.expand(n_styles, -1, -1).clone()
+    policies[:, -1, 0] += torch.randn(n_styles, generator=gen) * 0.5  # the styles differ in slider 0's offset
+    xs = torch.cat([(feats - feats.mean(0)) / (feats.std(0) + 1e-6), torch.ones(len(feats), 1)], 1)
+    labels = torch.einsum("nf,nfa->na", xs, policies[style])
+    prior = linear_prior_from_labels(
+        feats, labels, torch.ones(len(feats)), style, penalty=1e-6, shrinkage=0.1
+    )
+    assert torch.allclose(prior.mean, policies.mean(0), atol=1e-3)
+    precision = prior.precision
+    assert torch.allclose(precision, precision.T) and float(precision.diagonal().mean()) == pytest.approx(1.0)
+    offset_0 = 0 * (n_feat + 1) + n_feat  # vec(W) ordered (slider, statistic): slider 0's bias
+    assert float(precision[offset_0, offset_0]) < 1e-3 * float(precision.diagonal().median())
+    with pytest.raises(ValueError, match="at least 2 styles"):
+        linear_prior_from_labels(feats, labels, torch.zeros(len(feats)), style, penalty=1.0, shrinkage=0.1)
