@@ -125,8 +125,8 @@ class PriorConfig:
     threads: int = 1
     # the linear style prior (fit_linear_prior): styles x photos whose sliders are searched through each
     # style's consensus as fine-tuning searches an editor's; each style's ridge policy (this penalty);
-    # the covariance of those policies shrunk this far towards its diagonal (0: none of the styles
-    # carries the model file)
+    # the covariance of those policies shrunk this far towards its diagonal (linear_styles 0: no linear
+    # prior in the model file)
     linear_styles: int = 400
     linear_photos_per_style: int = 32
     linear_search_iters: int = 24
@@ -138,7 +138,7 @@ class PriorConfig:
         """The default config with a bank of styles that a budget of `seconds` can use (and build fast)."""
         # about one style per 2 s of budget: each of a style's pairs is then revisited often enough for the
         # search around its best action to progress (measured: 8-15 iterations/s of 128 pairs each)
-        # the linear prior's search (about 12 minutes for the full 400 styles) in proportion, so that a
+        # the linear prior's search (about 17 minutes for the full 400 styles) in proportion, so that a
         # short run stays short (3,000 s and more: all of them)
         return cls(
             n_styles=int(np.clip(seconds / 2, 32, cls.n_styles)),
@@ -508,7 +508,7 @@ def fit_linear_prior(
     editor as a black box through its style's consensus (rlcore.agent.consensus_search: the same kind of
     label fine-tuning fits for an editor), one ridge policy per style on globally standardised statistics,
     and a Gaussian over those policies (``linear_prior_from_labels``). on_chunk(done, total): progress of
-    the search, which is most of the time (about 12 minutes on one core for 400 x 32 pairs).
+    the search, which is most of the time (17 minutes on this 2-core machine for 400 x 32 pairs).
     """
     bank = make_bank(photos, cfg.linear_styles, cfg.linear_photos_per_style, seed + 13, cfg.search_size)
     n = bank.n_styles * bank.n_photos
