@@ -314,7 +314,10 @@ def score_run(out: dict, held: bench_pairs.Pairs, no_edit: float, optimum: float
         "wall_seconds": out["wall_seconds"],
         "distinct_photos": out["distinct_photos"],
         "strength": out["metrics"].get("strength"),
-        "policy": out["metrics"].get("policy"),  # "fine_tuned" or "instant" (RL did not beat it)
+        "policy": out["metrics"].get("policy"),  # "instant"; "fine_tuned" or "hedged": RL validated better
+        # what the run's own validation pairs said (crops of its training photos): beside the held-out score
+        "val_delta_e_instant": out["metrics"].get("val_delta_e_instant"),
+        "val_delta_e_personal": out["metrics"].get("val_delta_e_personal"),
         "sliders": sliders,
     }
 

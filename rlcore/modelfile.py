@@ -93,6 +93,7 @@ class PersonalModel:
                 "encoder_hidden": encoder.phi[0].out_features if encoder is not None else None,
                 "thumb": THUMB_SIZE,
                 "distilled": isinstance(actor, DistilledActor),
+                "other": _other_arch(actor),
             }
         else:
             meta["format_version"] = 1
@@ -106,6 +107,7 @@ class PersonalModel:
                 "conv_thumb": CONV_THUMB,
                 # tensors actor.actor.* and actor.linear.* (a DistilledActor) instead of actor.*
                 "distilled": isinstance(actor, DistilledActor),
+                "other": _other_arch(actor),
             }
         meta["actor_params"] = n_params(actor)
         meta["critic_params"] = n_params(critic) if critic is not None else 0
@@ -254,6 +256,13 @@ def load_model(source: str | Path | bytes | bytearray, *, check_adjustments: boo
     return PersonalModel(actor, critic, metadata=meta, encoder=encoder, linear_prior=linear_prior)
 
 
+def _other_arch(actor) -> dict | None:
+    """What the second policy of a hedged actor (``networks.hedged``) is, for loading: tensors actor.other.*."""
+    if isinstance(actor, DistilledActor) and actor.other is not None:
+        return {"distilled": isinstance(actor.other, DistilledActor)}
+    return None
+
+
 def _with_actor_share(arch: dict, actor: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Distilled files written before the actor's share was stored blend with 1 - mix: say so."""
     if arch.get("distilled") and "actor_share" not in actor:
@@ -271,20 +280,27 @@ def _networks(arch: dict, tensors: dict[str, torch.Tensor]):
 
     n = int(arch["n_features"])
     critic = encoder = None
-    if arch.get("family", "plain") == "plain":
-        actor = Actor(n, int(arch["actor_hidden"]), int(arch["conv_channels"]))
-        if arch.get("distilled"):
-            actor = DistilledActor(actor, LinearPolicy(n))
-        actor.load_state_dict(_with_actor_share(arch, part("actor")))
+    plain = arch.get("family", "plain") == "plain"
+
+    def policy(distilled: bool, other: dict | None = None):
+        if plain:
+            actor = Actor(n, int(arch["actor_hidden"]), int(arch["conv_channels"]))
+        else:
+            d = int(arch["style_dim"])
+            actor = StyleActor(StylePolicy(n, d, int(arch["actor_hidden"])), torch.zeros(1, d))
+        if not distilled:
+            return actor
+        second = None if other is None else policy(bool(other["distilled"]))
+        return DistilledActor(actor, LinearPolicy(n), other=second)
+
+    actor = policy(bool(arch.get("distilled")), arch.get("other"))
+    actor.load_state_dict(_with_actor_share(arch, part("actor")))
+    if plain:
         if part("critic"):
             critic = Critic(n, int(arch["critic_hidden"]))
             critic.load_state_dict(part("critic"))
         return actor, critic, encoder, None
     d = int(arch["style_dim"])
-    actor = StyleActor(StylePolicy(n, d, int(arch["actor_hidden"])), torch.zeros(1, d))
-    if arch.get("distilled"):
-        actor = DistilledActor(actor, LinearPolicy(n))
-    actor.load_state_dict(_with_actor_share(arch, part("actor")))
     if part("critic"):
         critic = FixedStyleCritic(StyleCritic(n, d, int(arch["critic_hidden"])), torch.zeros(1, d))
         critic.load_state_dict(part("critic"))

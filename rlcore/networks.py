@@ -119,7 +119,8 @@ class LinearPolicy(nn.Module):
 
 
 class DistilledActor(nn.Module):
-    """The policy a fine-tuned model serves: actor_share * the RL actor + mix * the distilled linear policy.
+    """The policy a fine-tuned model serves: actor_share * the RL actor + mix * the distilled linear policy
+    (+ other_share * another policy of the same architecture: ``hedged``).
 
     Same interface as Actor (feats, conv_x) -> actions, so validation, calibration and serving use it as is;
     the RL actor is a plain Actor or a StyleActor (a style prior's policy with the editor's code).
@@ -131,6 +132,8 @@ class DistilledActor(nn.Module):
         linear: LinearPolicy,
         mix: float = 0.5,
         actor_share: float | None = None,
+        other: nn.Module | None = None,
+        other_share: float = 0.0,
     ):
         super().__init__()
         self.actor = actor
@@ -140,11 +143,28 @@ class DistilledActor(nn.Module):
         self.register_buffer(
             "actor_share", torch.tensor(float(1 - mix if actor_share is None else actor_share))
         )
+        self.other = other
+        if other is not None:
+            self.register_buffer("other_share", torch.tensor(float(other_share)))
 
     def forward(
         self, feats: torch.Tensor, conv_x: torch.Tensor, drop: float = 0.0, noise: float = 0.0
     ) -> torch.Tensor:
-        return self.actor_share * self.actor(feats, conv_x, drop, noise) + self.mix * self.linear(feats)
+        a = self.actor_share * self.actor(feats, conv_x, drop, noise) + self.mix * self.linear(feats)
+        if self.other is not None:
+            a = a + self.other_share * self.other(feats, conv_x)
+        return a
+
+
+def hedged(policy: nn.Module, other: nn.Module, share: float) -> DistilledActor:
+    """share * policy + (1 - share) * other, as one DistilledActor: policy an actor or a DistilledActor
+    without another policy, other an actor or a DistilledActor of the same architecture (kept as it is)."""
+    if not isinstance(policy, DistilledActor):
+        policy = DistilledActor(policy, LinearPolicy(), mix=0.0, actor_share=1.0)
+    if policy.other is not None:
+        raise ValueError("a hedged policy is not hedged again")
+    return DistilledActor(policy.actor, policy.linear, share * float(policy.mix), share * float(policy.actor_share),
+                          other, 1.0 - share).eval()  # fmt: skip
 
 
 class LinearStylePrior(nn.Module):

@@ -543,6 +543,34 @@ def test_a_distilled_file_from_before_the_actor_share_blends_as_it_did():
     assert torch.allclose(loaded.predict_actions(x), expected, atol=1e-6)
 
 
+def test_a_hedged_policy_is_the_mean_of_two_policies_and_survives_the_file():
+    """networks.hedged: share * one policy + (1 - share) * another, distilled or not, plain or style."""
+    from rlcore.modelfile import load_model, model_bytes
+    from rlcore.networks import DistilledActor, LinearPolicy, StyleActor, StylePolicy, hedged
+
+    x = scenes(4, 9)
+    feats, conv = features(x), conv_input(x)
+    style = lambda seed: StyleActor(StylePolicy(N_FEATURES, 4, 16), torch.randn(1, 4))  # noqa: E731
+    for make in (lambda seed: fresh_base(seed).actor, style):
+        torch.manual_seed(1)
+        linear = LinearPolicy()
+        torch.nn.init.normal_(linear.linear.weight, std=0.1)
+        rl, instant = DistilledActor(make(1), linear, mix=0.5), make(2)
+        for one, other in (
+            (rl, instant),
+            (instant, DistilledActor(make(3), linear, mix=1.0, actor_share=0.0)),
+        ):
+            both = hedged(one, other, 0.5)
+            with torch.no_grad():
+                expected = 0.5 * one.eval()(feats, conv) + 0.5 * other.eval()(feats, conv)
+                assert torch.allclose(both(feats, conv), expected, atol=1e-6)
+            model = PersonalModel(both, None, metadata={"strength": 0.8})
+            loaded = load_model(model_bytes(model))
+            assert torch.allclose(loaded.predict_actions(x), model.predict_actions(x), atol=1e-6)
+        with pytest.raises(ValueError, match="not hedged again"):
+            hedged(both, instant, 0.5)
+
+
 def test_the_instant_model_fits_the_searched_actions_of_the_pairs():
     """seconds=0: no RL, but each training pair's black-box search gives the linear policy its data."""
     pairs = exposure_pairs(20, seed=5)

@@ -15,7 +15,7 @@ import torch
 from rlcore import reward
 from rlcore.agent import Config, edit, finetune
 from rlcore.data import random_crops
-from rlcore.features import features
+from rlcore.features import conv_input, features
 from rlcore.modelfile import PersonalModel, load_model, model_bytes
 from rlcore.networks import (
     DistilledActor,
@@ -107,10 +107,24 @@ def test_seconds_zero_gives_the_instant_model_and_training_never_ends_worse_than
     assert t["val_delta_e_personal"] <= min(t["val_delta_e_instant"], t["val_delta_e_no_edit"]) + 1e-6
     assert t["val_delta_e_personal"] < t["val_delta_e_no_edit"] - 1.0, "RL learns the exposure edit"
     # Here the instant model (consensus labels) validates best and is served. With labels searched from no
-    # edit it is weaker, RL's policy is served, and its code must be RL's own refinement of the pairs' code.
-    tuned = finetune(pairs, base=prior, seed=0, max_steps=80, config=Config(**FAST, search_consensus=False))
-    assert tuned.metrics["policy"] == "fine_tuned"
+    # edit it is weaker, RL's policy is served, and its code must be RL's own refinement of the pairs' code:
+    # alone with rl_share 1, by default hedged with the instant model (half each, on every photo).
+    weaker = dict(FAST, search_consensus=False)
+    alone = finetune(pairs, base=prior, seed=0, max_steps=80, config=Config(**weaker, rl_share=1.0))
+    assert alone.metrics["policy"] == "fine_tuned"
+    tuned = finetune(pairs, base=prior, seed=0, max_steps=80, config=Config(**weaker))
+    assert (
+        tuned.metrics["policy"] == "hedged"
+        and tuned.metrics["val_delta_e_unscaled"] <= tuned.metrics["val_delta_e_instant"]
+    )
+    assert torch.equal(style_actor(tuned.model).z, style_actor(alone.model).z)
     assert not torch.allclose(style_actor(tuned.model).z, style_actor(instant.model).z), "RL refines the code"
+    rl = alone.model.actor
+    instant_model = finetune(pairs, base=prior, seed=0, seconds=0, config=Config(**weaker)).model
+    with torch.no_grad():
+        x = (features(pairs.before), conv_input(pairs.before))
+        expected = 0.5 * rl.eval()(*x) + 0.5 * instant_model.actor.eval()(*x)
+        assert torch.allclose(tuned.model.actor(*x), expected, atol=1e-5)
     again = load_model(model_bytes(tuned.model))  # distilled or not, a style model file round-trips
     assert torch.equal(again.predict_actions(pairs.before), tuned.model.predict_actions(pairs.before))
     assert tuned.model.encoder is None and load_model(model_bytes(tuned.model)).metadata["kind"] == "personal"
