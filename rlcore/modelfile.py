@@ -281,12 +281,12 @@ def _networks(arch: dict, tensors: dict[str, torch.Tensor]):
     n = int(arch["n_features"])
     critic = encoder = None
     plain = arch.get("family", "plain") == "plain"
+    d = None if plain else int(arch["style_dim"])  # the style code's size
 
     def policy(distilled: bool, other: dict | None = None):
         if plain:
             actor = Actor(n, int(arch["actor_hidden"]), int(arch["conv_channels"]))
         else:
-            d = int(arch["style_dim"])
             actor = StyleActor(StylePolicy(n, d, int(arch["actor_hidden"])), torch.zeros(1, d))
         if not distilled:
             return actor
@@ -300,7 +300,6 @@ def _networks(arch: dict, tensors: dict[str, torch.Tensor]):
             critic = Critic(n, int(arch["critic_hidden"]))
             critic.load_state_dict(part("critic"))
         return actor, critic, encoder, None
-    d = int(arch["style_dim"])
     if part("critic"):
         critic = FixedStyleCritic(StyleCritic(n, d, int(arch["critic_hidden"])), torch.zeros(1, d))
         critic.load_state_dict(part("critic"))
