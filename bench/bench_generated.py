@@ -97,9 +97,18 @@ def instant_task(
     return {"style": style, "pairs": k, "model": delta_e, "seconds": result.metrics["seconds"]}
 
 
+def judged(row: dict) -> bool:
+    """Whether a style's gap is large enough for its ratio to mean something (MIN_GAP)."""
+    return row["no_edit"] - row["optimum"] >= MIN_GAP
+
+
+def gap(row: dict) -> float:
+    return bq.gap_closed(row["no_edit"], row["model"], row["optimum"])
+
+
 def summary(rows: list[dict], k: int) -> dict:
-    kept = [r for r in rows if r["pairs"] == k and r["no_edit"] - r["optimum"] >= MIN_GAP]
-    gaps = [bq.gap_closed(r["no_edit"], r["model"], r["optimum"]) for r in kept]
+    kept = [r for r in rows if r["pairs"] == k and judged(r)]
+    gaps = [gap(r) for r in kept]
     return {
         "pairs": k,
         "styles": len(kept),
@@ -114,13 +123,9 @@ def compare(rows: list[dict], other: list[dict], k: int) -> str:
     """Paired per-style differences (this run - the other) of gap closed, in points."""
     mine = {r["style"]: r for r in rows if r["pairs"] == k}
     theirs = {r["style"]: r for r in other if r["pairs"] == k}
-    both = [s for s in mine if s in theirs and mine[s]["no_edit"] - mine[s]["optimum"] >= MIN_GAP]
+    both = [s for s in mine if s in theirs and judged(mine[s])]
     if not both:
         return f"{k} pairs: no style in common with the compared run"
-
-    def gap(r: dict) -> float:
-        return bq.gap_closed(r["no_edit"], r["model"], r["optimum"])
-
     d = 100 * np.array([gap(mine[s]) - gap(theirs[s]) for s in both])
     return (
         f"{k} pairs, this run - the compared one: {d.mean():+.2f} points per style (standard error "
