@@ -172,6 +172,11 @@ class Config:
     aug_copies: int = 16  # camera-jittered copies of each training before ...
     aug_states_max: int = 1024  # ... but fewer when pairs x copies would exceed this
     aug_strength: float = 1.0
+    # ... but the instant model's copies, with fewer than few_pairs training pairs, only few_pairs_jitter as
+    # far: the emulator that moves their targets has seen less of the style, and the fit has fewer photos
+    # of its own to weigh against them (docs/agent.md, stop 35)
+    few_pairs: int = 24
+    few_pairs_jitter: float = 0.5
     aug_target: str = "emulated"  # their targets: "emulated" (rlcore.emulator) or "unchanged" (the after)
     p_original: float = 0.3  # share of unaugmented befores among sampled states
     # validation, early stopping, checkpointing
@@ -1138,8 +1143,8 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         extra=f"{seed}|{face_weight}|{asdict(cfg)}|{base.metadata.get('model_id')}",
     )
     searched = _search_pairs(pairs, train_idx, cfg, seed)
-    # one pool of training states (the emulator fitted once): the instant model searches its first rounds
-    # of copies, RL trains on `copies` rounds and starts from the originals' searched actions (docs/agent.md)
+    # the training states, the befores and jittered copies: the instant model searches its rounds of copies,
+    # RL trains on `copies` rounds and starts from the originals' searched actions (docs/agent.md)
     n_train = len(train_idx)
     instant_copies = (
         min(cfg.instant_copies, cfg.instant_states_max // n_train)
@@ -1147,13 +1152,26 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         else 0
     )
     rl_copies = 0 if instant else copies
-    pool = _augment_pool(pairs, train_idx, max(instant_copies, rl_copies), cfg.aug_strength, seed, cfg.env_size,
-                         cfg.aug_target)  # fmt: skip
+    instant_strength = cfg.aug_strength * (cfg.few_pairs_jitter if n_train < cfg.few_pairs else 1.0)
+
+    def jittered_pool(n_copies: int, strength: float) -> _Pool:
+        return _augment_pool(pairs, train_idx, n_copies, strength, seed, cfg.env_size, cfg.aug_target)
+
+    if instant or instant_strength == cfg.aug_strength:  # one pool: the instant model's copies are RL's first
+        pool = jittered_pool(
+            max(instant_copies, rl_copies), instant_strength if instant else cfg.aug_strength
+        )
+        instant_pool = pool.head(n_train * (1 + instant_copies))
+    else:
+        instant_pool, pool = (
+            jittered_pool(instant_copies, instant_strength),
+            jittered_pool(rl_copies, cfg.aug_strength),
+        )
     # the instant model comes first: it is the answer for seconds=0, and RL must end better on validation
     linear_prior = base.linear_prior if cfg.distill_prior else None
     instant_actor, instant_form, instant_folds = _instant_policy(
         copy.deepcopy(actor),
-        pool.head(n_train * (1 + instant_copies)),
+        instant_pool,
         searched,
         val,
         cfg,

@@ -585,6 +585,27 @@ def test_the_instant_model_fits_the_searched_actions_of_the_pairs():
     )
 
 
+def test_with_few_pairs_the_instant_models_copies_are_jittered_less_and_rls_are_not():
+    pairs = exposure_pairs(12, seed=4)
+    views = torch.from_numpy(pairs.before)
+
+    def run(seconds=0, **fields):
+        res = finetune(pairs, base=fresh_base(), seconds=seconds, seed=0, max_steps=None if seconds == 0 else 20,
+                       config=Config(**{**FAST, "few_pairs": 100, "few_pairs_jitter": 0.5, **fields}))  # fmt: skip
+        return res.model.predict_actions(views), res.curve
+
+    mild, _ = run()
+    # the same copies as jittering them all half as far, and not the same as full-strength copies
+    assert torch.equal(mild, run(few_pairs=0, aug_strength=FAST["aug_strength"] / 2)[0])
+    assert not torch.equal(mild, run(few_pairs=0)[0])
+    # RL's own copies keep aug_strength: it learns as it does without the rule, not as with milder copies
+    curve = run(600)[1]
+    assert (
+        curve == run(600, few_pairs=0)[1]
+        and curve != run(600, few_pairs=0, aug_strength=FAST["aug_strength"] / 2)[1]
+    )
+
+
 def test_finetune_serves_the_distilled_blend_only_when_it_validates_better_and_it_survives_the_file():
     from rlcore.modelfile import load_model, model_bytes
     from rlcore.networks import DistilledActor
