@@ -1157,16 +1157,12 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     def jittered_pool(n_copies: int, strength: float) -> _Pool:
         return _augment_pool(pairs, train_idx, n_copies, strength, seed, cfg.env_size, cfg.aug_target)
 
-    if instant or instant_strength == cfg.aug_strength:  # one pool: the instant model's copies are RL's first
-        pool = jittered_pool(
-            max(instant_copies, rl_copies), instant_strength if instant else cfg.aug_strength
-        )
+    if instant_strength == cfg.aug_strength:  # one pool: the instant model's copies are RL's first
+        pool = jittered_pool(max(instant_copies, rl_copies), cfg.aug_strength)
         instant_pool = pool.head(n_train * (1 + instant_copies))
-    else:
-        instant_pool, pool = (
-            jittered_pool(instant_copies, instant_strength),
-            jittered_pool(rl_copies, cfg.aug_strength),
-        )
+    else:  # each its own (with seconds=0, RL's holds just the training befores)
+        instant_pool = jittered_pool(instant_copies, instant_strength)
+        pool = jittered_pool(rl_copies, cfg.aug_strength)
     # the instant model comes first: it is the answer for seconds=0, and RL must end better on validation
     linear_prior = base.linear_prior if cfg.distill_prior else None
     instant_actor, instant_form, instant_folds = _instant_policy(
