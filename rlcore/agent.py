@@ -749,13 +749,14 @@ def _augment_pool(
     seed: int,
     env_size: int,
     aug_target: str = "unchanged",
+    style: emulator.StyleEmulator | None = None,
 ) -> _Pool:
     """The training states: the befores of pairs idx plus `copies` camera-jittered copies of each.
 
     aug_target "unchanged": a copy's target is its pair's after (the seed's augmentation: right for what
     the style undoes); "emulated": the after moved by what a style emulator fitted to these pairs
     (rlcore.emulator) says the style would do differently for the jittered photo (right for what the
-    style keeps, too).
+    style keeps, too). style: that emulator, where the caller has fitted it already (None: fitted here).
     """
     gen = torch.Generator().manual_seed(seed * 7919 + 17)
     before = torch.from_numpy(ps.before[idx])
@@ -776,7 +777,8 @@ def _augment_pool(
         return _Pool(states, torch.arange(len(states)) % n, original, target, weights, env_size, views)
     if aug_target != "emulated":
         raise ValueError(f"aug_target must be 'unchanged' or 'emulated', got {aug_target!r}")
-    style = emulator.fit(before, target, seed=seed)
+    if style is None:
+        style = emulator.fit(before, target, seed=seed)
     targets = torch.cat([target, emulator.moved_targets(style, before, torch.cat(jittered), target)])
     per_state_weights = None if weights is None else weights.repeat(copies + 1, 1, 1)
     return _Pool(states, torch.arange(len(states)), original, targets, per_state_weights, env_size, views)
@@ -1154,15 +1156,19 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     rl_copies = 0 if instant else copies
     instant_strength = cfg.aug_strength * (cfg.few_pairs_jitter if n_train < cfg.few_pairs else 1.0)
 
-    def jittered_pool(n_copies: int, strength: float) -> _Pool:
-        return _augment_pool(pairs, train_idx, n_copies, strength, seed, cfg.env_size, cfg.aug_target)
+    def jittered_pool(n_copies: int, strength: float, style: emulator.StyleEmulator | None = None) -> _Pool:
+        return _augment_pool(pairs, train_idx, n_copies, strength, seed, cfg.env_size, cfg.aug_target, style)
 
     if instant_strength == cfg.aug_strength:  # one pool: the instant model's copies are RL's first
         pool = jittered_pool(max(instant_copies, rl_copies), cfg.aug_strength)
         instant_pool = pool.head(n_train * (1 + instant_copies))
-    else:  # each its own (with seconds=0, RL's holds just the training befores)
-        instant_pool = jittered_pool(instant_copies, instant_strength)
-        pool = jittered_pool(rl_copies, cfg.aug_strength)
+    else:  # each its own (with seconds=0, RL's holds just the training befores), one emulator for both:
+        # a copy's target does not depend on how far it was jittered, and a fit costs a second or two
+        style = None
+        if cfg.aug_target == "emulated":
+            style = emulator.fit(pairs.before[train_idx], pairs.after[train_idx], seed=seed)
+        instant_pool = jittered_pool(instant_copies, instant_strength, style)
+        pool = jittered_pool(rl_copies, cfg.aug_strength, style)
     # the instant model comes first: it is the answer for seconds=0, and RL must end better on validation
     linear_prior = base.linear_prior if cfg.distill_prior else None
     instant_actor, instant_form, instant_folds = _instant_policy(
