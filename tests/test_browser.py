@@ -103,14 +103,28 @@ class Page:
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
     def wait(self, predicate, timeout: float = 30, message: str = "the page"):
-        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+        from selenium.common.exceptions import (
+            NoSuchElementException,
+            StaleElementReferenceException,
+            WebDriverException,
+        )
         from selenium.webdriver.support.ui import WebDriverWait
 
         # a predicate may read the page while it is being replaced (a form posted, a redirect): an element
         # found on the old page is then stale, which means "not yet", not a failure
+        # (Chromium sometimes reports that staleness as a plain WebDriverException about the node)
         ignored = (NoSuchElementException, StaleElementReferenceException)
+
+        def ready(_):
+            try:
+                return predicate()
+            except WebDriverException as e:
+                if "does not belong to the document" in str(e):
+                    return False
+                raise
+
         return WebDriverWait(self.driver, timeout, poll_frequency=0.2, ignored_exceptions=ignored).until(
-            lambda _: predicate(), message=f"timed out waiting for {message}"
+            ready, message=f"timed out waiting for {message}"
         )
 
     def text(self) -> str:
