@@ -1165,7 +1165,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     else:  # each its own (with seconds=0, RL's holds just the training befores), one emulator for both:
         # a copy's target does not depend on how far it was jittered, and a fit costs a second or two
         style = None
-        if cfg.aug_target == "emulated":
+        if cfg.aug_target == "emulated" and instant_copies + rl_copies > 0:  # no copies: no targets to move
             style = emulator.fit(pairs.before[train_idx], pairs.after[train_idx], seed=seed)
         instant_pool = jittered_pool(instant_copies, instant_strength, style)
         pool = jittered_pool(rl_copies, cfg.aug_strength, style)
