@@ -11,8 +11,9 @@ input pixel and the sliders. The pipeline, per pixel:
 4. quantize to the input's bit depth.
 
 Steps 1 and 2 act on each channel alone, so for integer input they collapse into a lookup table per
-image and channel (256 entries for 8-bit input, 65536 for 16-bit); the table is computed in float64
-and the per-pixel work is one gather plus step 3. This is what makes thousands of 64x64 edits per
+image and channel (256 entries for 8-bit input, 65536 for 16-bit); the table is computed in float32
+for 8-bit input (its rounding errors, ~1e-6, are far below the output's step of 1/255) and in float64
+for 16-bit, and the per-pixel work is one gather plus step 3. This is what makes thousands of 64x64 edits per
 second possible on a CPU.
 
 It is a black box by contract: sliders are rounded to integers, the output is quantized, and it runs
@@ -96,7 +97,10 @@ def _channel_luts(params: torch.Tensor, levels: int) -> torch.Tensor:
     """Steps 1 and 2 of the pipeline as tables: (N, 12) sliders in [-1, 1] -> (N, 3, levels) float32.
 
     Entry [n, c, v] is the sRGB-encoded value (0-1) that input code v of channel c becomes in image n.
+    Computed in float32 for 8-bit input: on 16x16 search images the tables cost as much as the pixels, and
+    float32 halves them; 16-bit output's step (1/65535) needs float64.
     """
+    params = params.to(torch.float32 if levels <= 256 else torch.float64)
     k = {name: params[:, i].reshape(-1, 1, 1) for i, name in enumerate(ADJUSTMENTS)}
     zero = torch.zeros_like(k["temperature"])
     t, tint = k["temperature"], k["tint"]
