@@ -253,13 +253,15 @@ def search_actions(
     gen: torch.Generator,
     weights: torch.Tensor | None = None,
     sigma0: float = SEARCH_STEP,
+    on_generation: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The best action found for each pair by a black-box search with the editor, and its reward.
 
     before uint8 (N, S, S, 3), target_lab (N, S, S, 3), start (N, 12) actions to begin from, weights
     (N, S, S) or None. An elitist (1 + lambda) evolution strategy per pair, all pairs in one batch, with a
     success-driven step size starting at sigma0 (action units: 0.1 = 10 slider points). Never worse than
-    `start` or no edit (reward 0): returns (N, 12), (N,).
+    `start` or no edit (reward 0): returns (N, 12), (N,). on_generation() is called after each of the
+    `iters` generations (progress, cancellation).
     """
     n = len(before)
     no_edit = reward.mean_delta_e(before, target_lab, weights)
@@ -284,6 +286,8 @@ def search_actions(
         best = torch.where(improved.unsqueeze(1), cand[torch.arange(n), top], best)
         best_r = torch.where(improved, top_r, best_r)
         sigma = (sigma * torch.where(improved, 1.25, 0.75).view(n, 1, 1)).clamp(0.02, 0.6)
+        if on_generation is not None:
+            on_generation()
     return best, best_r
 
 
@@ -299,14 +303,15 @@ def consensus_search(
     sigma: float = 0.1,
     chunk: int | None = None,
     on_chunk: Callable[[], None] | None = None,
+    on_generation: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """search_actions in two halves: from no edit, then every pair again from its editor's consensus (the
     median of the first half's actions that beat no edit) with steps of `sigma`: each label is then the
     edit nearest the consensus that reaches its after, the same sliders doing the same work on every photo.
 
     groups (N,) long: which editor (style) each pair is of (None: all one editor); chunk: pairs searched
-    at once (memory: popsize edits of each), on_chunk() called after each. Returns (N, 12), (N,) as
-    search_actions.
+    at once (memory: popsize edits of each), on_chunk() called after each, on_generation() after each
+    generation of each chunk (``search_actions``). Returns (N, 12), (N,) as search_actions.
     """
     n = len(before)
     groups = torch.zeros(n, dtype=torch.long) if groups is None else groups
@@ -317,7 +322,7 @@ def consensus_search(
         for i in range(0, n, step):
             w = None if weights is None else weights[i : i + step]
             found.append(search_actions(before[i : i + step], target_lab[i : i + step], start[i : i + step], k,
-                                        popsize, gen, w, sigma0=sigma0))  # fmt: skip
+                                        popsize, gen, w, sigma0, on_generation))  # fmt: skip
             if on_chunk is not None:
                 on_chunk()
         return torch.cat([a for a, _ in found]), torch.cat([r for _, r in found])
@@ -664,6 +669,7 @@ def distill(
     key_statistics: bool = False,
     metric: LabelMetric | None = None,
     linear_prior: LinearStylePrior | None = None,
+    on_fit: Callable[[], None] | None = None,
 ) -> tuple[DistilledActor | None, DistillForm | None]:
     """The RL actor combined with a linear policy fitted to the search's best confirmed actions.
 
@@ -693,6 +699,8 @@ def distill(
     in general answer a photo (``DistillForm.prior``, penalties PRIOR_PENALTIES) instead of towards one
     slider vector for every photo; they compete under the same rules (the larger penalties, nearer the
     prior, win where they are not clearly worse, which matters with a few pairs).
+
+    on_fit() is called after each round of fits: on every confirmed state, then without each fold.
     """
     keep = best_r > 0
     if int(keep.sum()) < 2:
@@ -724,10 +732,14 @@ def distill(
     full = candidates(keep)
     per_pair = {None: [val.per_pair(actor)]}  # the actor alone, kept on a tie
     per_pair |= {form: [val.per_pair(c)] for form, c in full.items()}
+    if on_fit is not None:
+        on_fit()
     for fit, fold in fold_fits(keep, folds):
         for form, c in candidates(fit).items():
             per_pair[form].append(fold.test.per_pair(c))
         per_pair[None].append(fold.test.per_pair(actor))
+        if on_fit is not None:
+            on_fit()
     scores = {form: torch.cat(v) for form, v in per_pair.items()}
     total = {form: float(v.sum()) for form, v in scores.items()}
     best = min((f for f in scores if f is None or not f.key_only), key=total.get)
@@ -801,6 +813,73 @@ class Progress:
 
 class Cancelled(Exception):
     """Raised when should_stop() returned True; the checkpoint (if any) holds the state at that point."""
+
+
+# Shares of the instant model's time (seconds=0) taken by each of its steps, measured at 50 pairs
+# (docs/agent.md, "Fine-tuning contract"): what its progress fraction and ETA are estimated from.
+INSTANT_STEPS = {"search": 0.15, "copies": 0.18, "copies_search": 0.24, "metric": 0.05, "fits": 0.38}
+
+
+class _SetupProgress:
+    """Progress and cancellation through the steps before RL: the searches and fits of the instant model
+    take tens of seconds with many pairs. Each step reports its start (``begin``), its units of work done
+    (``tick``) and its end (``end``); every report checks ``should_stop`` (the worker's heartbeat rides on
+    it: a job silent for longer than its lease is given to another worker) and passes progress on: at each
+    step's start and end, and at most 10 times a second in between.
+
+    The fraction is the budget's clock (elapsed / seconds), as RL's is, for a job with a budget, and
+    INSTANT_STEPS' shares of the work done for the instant model alone (seconds=0).
+    """
+
+    def __init__(self, seconds, max_steps, cfg, t_start, should_stop, on_progress):
+        self.seconds, self.max_steps, self.cfg, self.t_start = seconds, max_steps, cfg, t_start
+        self.should_stop, self.on_progress = should_stop, on_progress
+        self.finished = 0.0  # INSTANT_STEPS' shares of the steps done
+        self.step, self.units, self.done_units = None, 1, 0
+        self.last_report = -1.0
+
+    def begin(self, step: str, units: int = 1) -> Callable[[], None]:
+        """Ends the current step and starts `step`, of `units` ticks; returns its tick."""
+        self.end()
+        self.step, self.units, self.done_units = step, max(1, units), 0
+        self._report(force=True)
+        return self.tick
+
+    def tick(self) -> None:
+        self.done_units += 1
+        self._report()
+
+    def end(self) -> None:
+        """Ends the current step (if any)."""
+        if self.step is not None:
+            self.finished += INSTANT_STEPS[self.step]
+            self.step = None
+            self._report(force=True)
+
+    def fraction(self, elapsed: float) -> float:
+        if self.max_steps is not None:
+            return 0.0  # RL's fraction counts steps, none taken yet
+        if self.seconds > 0:
+            return min(1.0, elapsed / max(1e-6, self.seconds - self.cfg.reserve_s))
+        current = (
+            0.0 if self.step is None else INSTANT_STEPS[self.step] * min(1.0, self.done_units / self.units)
+        )
+        return min(1.0, self.finished + current)
+
+    def _report(self, force: bool = False) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise Cancelled("fine-tuning cancelled")
+        now = time.monotonic()
+        if self.on_progress is None or (now - self.last_report < 0.1 and not force):
+            return
+        self.last_report = now
+        elapsed = now - self.t_start
+        f = self.fraction(elapsed)
+        if self.seconds > 0 and self.max_steps is None:
+            eta = max(0.0, self.seconds - elapsed)
+        else:
+            eta = elapsed * (1 - f) / f if f > 0 else float("nan")
+        self.on_progress(Progress(0, f, eta, self.cfg.eps_start, float("nan"), float("nan")))
 
 
 @dataclass
@@ -1124,6 +1203,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     val_no_edit = val.delta_e(None)
     val_base = val.delta_e(base.actor)
     instant = seconds <= 0 and max_steps is None  # the base's answer for these pairs (a prior: their code)
+    setup = _SetupProgress(seconds, max_steps, cfg, t_start, should_stop, on_progress)
     if base.encoder is not None:  # a style prior: its code for these training pairs is the instant model
         z = base.encoder.encode(pairs.before[train_idx], pairs.after[train_idx])
         actor = StyleActor(copy.deepcopy(base.actor.policy), z)
@@ -1144,7 +1224,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         pairs.view,
         extra=f"{seed}|{face_weight}|{asdict(cfg)}|{base.metadata.get('model_id')}",
     )
-    searched = _search_pairs(pairs, train_idx, cfg, seed)
+    searched = _search_pairs(pairs, train_idx, cfg, seed, setup.begin("search", cfg.search_iters))
     # the training states, the befores and jittered copies: the instant model searches its rounds of copies,
     # RL trains on `copies` rounds and starts from the originals' searched actions (docs/agent.md)
     n_train = len(train_idx)
@@ -1159,6 +1239,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     def jittered_pool(n_copies: int, strength: float, style: emulator.StyleEmulator | None = None) -> _Pool:
         return _augment_pool(pairs, train_idx, n_copies, strength, seed, cfg.env_size, cfg.aug_target, style)
 
+    setup.begin("copies")  # the jittered copies, their targets moved by the style emulator
     if instant_strength == cfg.aug_strength:  # one pool: the instant model's copies are RL's first
         pool = jittered_pool(max(instant_copies, rl_copies), cfg.aug_strength)
         instant_pool = pool.head(n_train * (1 + instant_copies))
@@ -1179,10 +1260,10 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         cfg,
         seed,
         linear_prior,
+        setup,
     )
+    setup.end()
     val_instant = val.delta_e(instant_actor)
-    if should_stop is not None and should_stop():
-        raise Cancelled("fine-tuning cancelled")
     if instant:
         info = {"steps": 0, "env_steps": 0, "best_step": 0, "stopped_early": False, "curve": [(0, val_instant)],
                 "pool_best_reward_original": None, "train_seconds": time.monotonic() - t_start}  # fmt: skip
@@ -1253,11 +1334,12 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
 
 
 def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: int,
-                    linear_prior: LinearStylePrior | None):  # fmt: skip
+                    linear_prior: LinearStylePrior | None, setup: _SetupProgress):  # fmt: skip
     """The instant model: `actor` (the base's, or the prior's policy with the pairs' code) distilled with
     the searched actions of the pool's states, the training befores and camera-jittered copies of them:
     (policy, its DistillForm or None for the actor alone, [(its fit without a fold, the fold's pairs)]).
-    linear_prior: the base's, for the fits shrunk towards it (``distill``), or None.
+    linear_prior: the base's, for the fits shrunk towards it (``distill``), or None; setup: where each of
+    its steps reports progress (and may be cancelled).
 
     The actor was not fitted to these pairs (a prior's code was only read from them), so cross-validation
     on folds of similar training photos can say how each distillation form does on other photos; the
@@ -1265,15 +1347,18 @@ def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: 
     """
     if not cfg.distill or searched is None:
         return actor, None, []
-    best_a, best_r = _search_pool(pool, searched, cfg, seed)
+    on_generation = setup.begin("copies_search", cfg.instant_copy_iters)
+    best_a, best_r = _search_pool(pool, searched, cfg, seed, on_generation)
     folds = similar_photo_folds(pool, cfg.distill_folds, seed)
     metric = None
+    setup.begin("metric")
     if cfg.distill_metric:
         weights = None if pool.weights is None else _resize_w(pool.weights[pool.pair], cfg.search_size)
         before = resize_u8(pool.before, cfg.search_size)
         metric = LabelMetric(slider_metric(before, best_a, weights))
+    on_fit = setup.begin("fits", 1 + len(folds))
     distilled, form = distill(actor, pool.feats, pool.conv, best_a, best_r, val, cfg.distill_mix, folds,
-                              cfg.distill_key_statistics, metric, linear_prior)  # fmt: skip
+                              cfg.distill_key_statistics, metric, linear_prior, on_fit)  # fmt: skip
     if distilled is None:
         return actor, None, [(actor, fold.test) for fold in folds]
     with torch.no_grad():
@@ -1285,9 +1370,11 @@ def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: 
     return distilled, form, other_photos
 
 
-def _search_pairs(ps: PairSet, idx: np.ndarray, cfg: Config, seed: int):
+def _search_pairs(ps: PairSet, idx: np.ndarray, cfg: Config, seed: int,
+                  on_generation: Callable[[], None] | None = None):  # fmt: skip
     """search_actions on training pairs idx (at cfg.search_size), through the editor's consensus
-    (``consensus_search``) with cfg.search_consensus: (N, 12), (N,), or None."""
+    (``consensus_search``) with cfg.search_consensus: (N, 12), (N,), or None. on_generation() after each
+    of its cfg.search_iters generations."""
     if cfg.search_iters <= 0:
         return None
     gen = torch.Generator().manual_seed(seed * 7919 + 29)
@@ -1297,13 +1384,16 @@ def _search_pairs(ps: PairSet, idx: np.ndarray, cfg: Config, seed: int):
     weights = None if ps.weights is None else _resize_w(torch.from_numpy(ps.weights[idx]), size)
     if not cfg.search_consensus:
         no_edit = torch.zeros(len(idx), 12)
-        return search_actions(before, target, no_edit, cfg.search_iters, cfg.search_popsize, gen, weights)
+        return search_actions(before, target, no_edit, cfg.search_iters, cfg.search_popsize, gen, weights,
+                              on_generation=on_generation)  # fmt: skip
     return consensus_search(before, target, cfg.search_iters, cfg.search_popsize, gen, weights,
-                            sigma=cfg.consensus_sigma)  # fmt: skip
+                            sigma=cfg.consensus_sigma, on_generation=on_generation)  # fmt: skip
 
 
-def _search_pool(pool: _Pool, searched: tuple[torch.Tensor, torch.Tensor], cfg: Config, seed: int):
-    """search_actions on every state of the pool: (P, 12), (P,) best actions and rewards.
+def _search_pool(pool: _Pool, searched: tuple[torch.Tensor, torch.Tensor], cfg: Config, seed: int,
+                 on_generation: Callable[[], None] | None = None):  # fmt: skip
+    """search_actions on every state of the pool: (P, 12), (P,) best actions and rewards; on_generation()
+    after each of its cfg.instant_copy_iters generations.
 
     The originals keep their searched actions (``searched``, from ``_search_pairs``); each jittered copy
     starts from its original's action, so a shorter search (cfg.instant_copy_iters) finds what the style
@@ -1321,7 +1411,7 @@ def _search_pool(pool: _Pool, searched: tuple[torch.Tensor, torch.Tensor], cfg: 
     weights = None if pool.weights is None else _resize_w(pool.weights[t], size)
     sigma0 = cfg.consensus_sigma if cfg.search_consensus else SEARCH_STEP  # near the original's: consistent
     a, r = search_actions(before, target, start, cfg.instant_copy_iters, cfg.search_popsize, gen, weights,
-                          sigma0=sigma0)  # fmt: skip
+                          sigma0=sigma0, on_generation=on_generation)  # fmt: skip
     best_a, best_r = torch.zeros(len(pool), 12), torch.zeros(len(pool))
     best_a[pool.idx_original], best_r[pool.idx_original] = searched
     best_a[copies], best_r[copies] = a, r

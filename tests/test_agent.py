@@ -204,11 +204,14 @@ def test_resume_from_checkpoint_continues_the_same_run(tmp_path):
     full = finetune(ps, base=fresh_base(), seed=1, max_steps=40, seconds=60, config=cfg)
 
     ckpt = tmp_path / "job.ckpt"
+    instant_polls = []  # the instant model's steps poll first (the same with seconds=0), then each RL step
+    finetune(ps, base=fresh_base(), seed=1, seconds=0, should_stop=lambda: instant_polls.append(1) and False,
+             config=cfg)  # fmt: skip
     polls = {"n": 0}
 
     def stop_after_20():
         polls["n"] += 1
-        return polls["n"] > 21  # polled after the instant model, then before each step: stops after step 20
+        return polls["n"] > len(instant_polls) + 20  # polled before each step: stops after step 20
 
     with pytest.raises(Cancelled):
         finetune(ps, base=fresh_base(), seed=1, max_steps=40, seconds=60, checkpoint_path=ckpt,
@@ -239,6 +242,29 @@ def test_should_stop_raises_cancelled_quickly():
     assert time.monotonic() - t < 10
     with pytest.raises(Cancelled):  # the instant model (seconds=0) is cancellable too
         finetune(ps, base=fresh_base(), seconds=0, should_stop=lambda: True, config=Config(**FAST))
+
+
+def test_the_instant_model_reports_progress_and_heeds_a_cancel_through_its_steps():
+    # its searches and fits take tens of seconds with many pairs: progress, and the worker's heartbeat
+    # (which rides on should_stop), must keep coming through them, and a cancel must not wait for them
+    ps = exposure_pairs(10)
+    cfg = Config(**FAST)
+    seen: list[Progress] = []
+    calls = []
+    finetune(ps, base=fresh_base(), seconds=0, seed=0, on_progress=seen.append,
+             should_stop=lambda: calls.append(1) is not None, config=cfg)  # fmt: skip
+    assert len(calls) >= cfg.search_iters + cfg.instant_copy_iters  # every generation of both searches
+    fractions = [p.fraction for p in seen]
+    assert fractions == sorted(fractions)
+    assert fractions[0] == 0.0 and fractions[-1] == pytest.approx(1.0)
+    assert len({round(f, 2) for f in fractions if 0 < f < 1}) >= 4  # each step's start and end at least
+    assert all(p.eta_seconds >= 0 for p in seen[1:] if p.fraction > 0)
+
+    calls.clear()
+    with pytest.raises(Cancelled):  # asked during the first search: stops there
+        finetune(ps, base=fresh_base(), seconds=0, seed=0, should_stop=lambda: len(calls) > 5 or calls.append(1),
+                 config=cfg)  # fmt: skip
+    assert len(calls) == 6
 
 
 def test_progress_and_time_budget():

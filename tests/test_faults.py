@@ -156,6 +156,24 @@ def test_cancel_running_job_takes_effect_within_seconds(fast_recovery, media_roo
     assert files_under(media_root, "models/**/*") == [] and checkpoints() == []
 
 
+def test_an_instant_model_that_outlasts_the_lease_keeps_it(fast_recovery, media_root, tmp_path, processes):
+    # the instant model's searches and fits take longer than this test's lease (about 15 s for 40 pairs on
+    # one core, here 8 s); its heartbeat must keep coming through them, or the sweeper gives the job to
+    # another worker, whose attempt outlasts the lease again, until the job runs out of attempts
+    env = subprocess_env(media_root, **{**FAST_RECOVERY, "JOB_LEASE_SECONDS": "8"})
+    processes.append(start_beat(env, tmp_path / "beat-schedule", tmp_path / "beat.log"))
+    # as deployed (docker/compose.yaml): the sweeps run beside the training, on the default queue
+    processes.append(start_worker(env, "sweeper", queues="default", log_path=tmp_path / "sweeper.log"))
+    processes.append(start_worker(env, "patient", queues="training", log_path=tmp_path / "worker.log"))
+    job = create_job(editor_with_pairs("ana", 40), seconds=0, seed=3)
+    final = wait_for(
+        lambda: (j := job_state(job.pk)).status in FINISHED and j, timeout=240, message="the job"
+    )
+    assert_one_model_per_job_and_no_orphans(media_root, [final])
+    assert final.attempts == 1
+    assert "requeued" not in final.events.values_list("kind", flat=True)
+
+
 def test_fifty_editors_fifty_jobs_two_workers(fast_recovery, media_root, tmp_path, processes, settings):
     env = subprocess_env(media_root, **FAST_RECOVERY)
     processes.append(start_worker(env, "w1", queues="training", log_path=tmp_path / "w1.log"))

@@ -133,12 +133,13 @@ class JobReporter:
             return
         self.pending = None
         val = None if math.isnan(progress.val_delta_e) else round(float(progress.val_delta_e), 4)
+        eta = None if math.isnan(progress.eta_seconds) else round(max(progress.eta_seconds, 0.0), 1)
         if val is not None and (not self.curve or self.curve[-1][0] != progress.step):
             self.curve.append([int(progress.step), val])
         self._write(
             progress=round(min(max(progress.fraction, 0.0), 1.0), 4),
             step=int(progress.step),
-            eta_seconds=round(max(progress.eta_seconds, 0.0), 1),
+            eta_seconds=eta,
             val_delta_e=val,
             curve=self.curve,
         )
