@@ -1,0 +1,83 @@
+"""How long the instant model (``finetune(seconds=0)``) takes, step by step, and how often it reports.
+
+The instant model is every job's first answer and all of a ``seconds: 0`` job. Its searches and fits
+take tens of seconds with many pairs, and a worker's heartbeat rides on its ``should_stop`` polls: a job
+silent for JOB_LEASE_SECONDS (30 s) is taken for dead. For each pair count this prints the wall clock
+(one torch thread, as a worker trains), the seconds each of its steps took (read from its progress
+reports: each step's end is reported at its share of ``rlcore.agent.INSTANT_STEPS``), the number of
+``should_stop`` polls and the longest gap between two of them. Run it on an idle machine.
+
+Run: .venv/bin/python bench/bench_instant.py [--pairs 10,50,200] [--style warm_film] [--data-seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import pairs as bench_pairs  # noqa: E402
+from rlcore.agent import INSTANT_STEPS, finetune  # noqa: E402
+from rlcore.data import PairSet  # noqa: E402
+from rlcore.modelfile import BASE_MODEL_PATH, load_model  # noqa: E402
+
+
+def time_instant(pairs: PairSet, base) -> dict:
+    polls: list[float] = []
+    reports: list[tuple[float, float]] = []  # (seconds since the start, fraction)
+    started = time.monotonic()
+    result = finetune(
+        pairs,
+        base=base,
+        seconds=0,
+        seed=0,
+        should_stop=lambda: polls.append(time.monotonic()) and False,
+        on_progress=lambda p: reports.append((time.monotonic() - started, p.fraction)),
+    )
+    wall = time.monotonic() - started
+    stamps = [started, *polls, started + wall]
+    step_ends = {}
+    for step, end in zip(INSTANT_STEPS, itertools.accumulate(INSTANT_STEPS.values()), strict=True):
+        step_ends[step] = next((t for t, f in reports if f >= end - 1e-6), float("nan"))
+    starts = [0.0, *step_ends.values()][:-1]
+    return {
+        "seconds": wall,
+        "steps": {step: end - start for (step, end), start in zip(step_ends.items(), starts, strict=True)},
+        "polls": len(polls),
+        "longest_gap": max(b - a for a, b in zip(stamps, stamps[1:], strict=False)),
+        "val_delta_e": result.metrics["val_delta_e_personal"],
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", default="10,50,200", help="pair counts, comma-separated")
+    parser.add_argument("--style", default="warm_film", choices=bench_pairs.STYLES)
+    parser.add_argument("--data-seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    base = load_model(BASE_MODEL_PATH)
+    counts = [int(n) for n in args.pairs.split(",")]
+    print(f"the instant model on {args.style}'s pairs (bench/pairs.py, train photos), one torch thread")
+    print("| pairs | seconds | " + " | ".join(INSTANT_STEPS) + " | polls | longest gap | val dE00 |")
+    print("|---" * (len(INSTANT_STEPS) + 5) + "|")
+    for n in counts:
+        made = bench_pairs.make(args.style, "train", n, args.data_seed)
+        pairs = PairSet(made.before, made.after)
+        finetune(PairSet(made.before[:4], made.after[:4]), base=base, seconds=0, seed=0)  # imports, caches
+        r = time_instant(pairs, base)
+        steps = " | ".join(f"{s:.1f}" for s in r["steps"].values())
+        print(f"| {n} | {r['seconds']:.1f} | {steps} | {r['polls']} | {r['longest_gap']:.1f} s | "
+              f"{r['val_delta_e']:.3f} |")  # fmt: skip
+    print("command: .venv/bin/python bench/bench_instant.py " + " ".join(argv or sys.argv[1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
