@@ -367,6 +367,24 @@ def test_a_progress_report_held_back_by_the_rate_limit_is_written_later_not_drop
     assert (job.step, job.progress, job.eta_seconds, job.val_delta_e) == (3, 0.07, 55.8, 9.5)
 
 
+def test_the_heartbeat_keeps_coming_while_the_pairs_are_read(editor, settings, monkeypatch):
+    # from an object store, a thousand pairs' thumbnails take longer than the lease
+    settings.JOB_HEARTBEAT_SECONDS = 0
+    add_pairs(editor, 4)
+    job = create_job(editor, seconds=0)
+    heartbeats = []
+    read = training.pair_thumbnails
+
+    def read_noting_the_heartbeat(pair):
+        heartbeats.append(TrainingJob.objects.get(pk=job.pk).heartbeat_at)
+        return read(pair)
+
+    monkeypatch.setattr(training, "pair_thumbnails", read_noting_the_heartbeat)
+    assert training.run_job(job.pk) == "succeeded"
+    assert len(heartbeats) == 4
+    assert all(a < b for a, b in zip(heartbeats, heartbeats[1:], strict=False))
+
+
 def test_a_job_of_zero_seconds_publishes_the_instant_model_at_once(editor):
     add_pairs(editor, 6)
     job = create_job(editor, seconds=0)

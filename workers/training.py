@@ -19,6 +19,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -78,8 +79,9 @@ def new_lease_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def load_pair_set(job: TrainingJob) -> tuple[PairSet, list[int]]:
-    """The job's pairs as rlcore reads them, and their ids in the same order."""
+def load_pair_set(job: TrainingJob, on_pair: Callable[[], None] | None = None) -> tuple[PairSet, list[int]]:
+    """The job's pairs as rlcore reads them, and their ids in the same order. on_pair() after each pair is
+    read: from an object store, a thousand pairs' thumbnails take longer than the lease."""
     pairs = list(training_pairs(job.owner, job.tag).order_by("id"))
     if len(pairs) < 2:
         raise BadData(f"only {len(pairs)} pairs available; training needs at least 2")
@@ -95,6 +97,8 @@ def load_pair_set(job: TrainingJob) -> tuple[PairSet, list[int]]:
         weights.append(
             weights_from_mask(mask if mask is not None else np.zeros(before.shape[:2]), job.face_weight)
         )
+        if on_pair is not None:
+            on_pair()
     cropped = any(pair.view_thumb for pair in pairs)
     pair_set = PairSet(
         before=np.stack(befores),
@@ -242,7 +246,7 @@ def run_job(job_id: int) -> str:
         return "skipped"
     reporter = JobReporter(job, owner)
     try:
-        pair_set, pair_ids = load_pair_set(job)
+        pair_set, pair_ids = load_pair_set(job, reporter.heartbeat)
         reporter.heartbeat(force=True)
         checkpoint = checkpoint_path(job)
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
