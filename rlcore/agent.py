@@ -1189,7 +1189,9 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     if base.critic is None:
         raise ValueError("the base model has no critic; fine-tuning needs a base model file with one")
     if on_progress is not None:  # building the pool (emulator included) takes a few seconds: say so at once
-        on_progress(Progress(0, 0.0, float(seconds), cfg.eps_start, float("nan"), float("nan")))
+        # the instant model's ETA is unknown until one of its steps ends
+        eta = float(seconds) if seconds > 0 else float("nan")
+        on_progress(Progress(0, 0.0, eta, cfg.eps_start, float("nan"), float("nan")))
     weights = pairs.weights
     train_idx, val_idx = train_val_split(len(pairs), cfg.val_fraction, seed)
     # fewer copies per pair when there are many pairs: the pool stays a size a 60 s run can explore
