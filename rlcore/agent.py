@@ -657,6 +657,28 @@ def fit_distilled(
     return DistilledActor(actor, linear, form.linear_share, form.actor_share).eval()
 
 
+def distill_forms(mix: float, key_statistics: bool, weighted: bool, prior: bool) -> list[DistillForm]:
+    """The forms ``distill`` fits and chooses among (its docstring says which and why)."""
+    shares = [(1 - share, share, False) for share in sorted({mix, 1.0})] + [(1.0, 1.0, True)]
+    weightings = (False, True) if weighted else (False,)
+    forms = [
+        DistillForm(actor_share, linear_share, lam, key_only, corrects, weighting)
+        for key_only in ((False, True) if key_statistics else (False,))
+        for weighting in weightings
+        for actor_share, linear_share, corrects in shares
+        for lam in RIDGE_LAMBDAS
+    ]
+    if prior:  # the prior's mean is of actions: not for the correction of the actor
+        forms += [
+            DistillForm(actor_share, linear_share, lam, False, False, weighting, prior=True)
+            for weighting in weightings
+            for actor_share, linear_share, corrects in shares
+            if not corrects
+            for lam in PRIOR_PENALTIES
+        ]
+    return forms
+
+
 def distill(
     actor: Actor,
     feats: torch.Tensor,
@@ -700,46 +722,31 @@ def distill(
     slider vector for every photo; they compete under the same rules (the larger penalties, nearer the
     prior, win where they are not clearly worse, which matters with a few pairs).
 
-    on_fit() is called after each round of fits: on every confirmed state, then without each fold.
+    on_fit() is called after each form is fitted and scored, in each round (on every confirmed state, then
+    without each fold): len(distill_forms(...)) calls a round.
     """
     keep = best_r > 0
     if int(keep.sum()) < 2:
         return None, None
     with torch.no_grad():
         actor_a = actor.eval()(feats, conv)
-    shares = [(1 - share, share, False) for share in sorted({mix, 1.0})] + [(1.0, 1.0, True)]
-    weightings = (False,) if metric is None else (False, True)
-    forms = [
-        DistillForm(actor_share, linear_share, lam, key_only, corrects, weighted)
-        for key_only in ((False, True) if key_statistics else (False,))
-        for weighted in weightings
-        for actor_share, linear_share, corrects in shares
-        for lam in RIDGE_LAMBDAS
-    ]
-    if linear_prior is not None:  # the prior's mean is of actions: not for the correction of the actor
-        forms += [
-            DistillForm(actor_share, linear_share, lam, False, False, weighted, prior=True)
-            for weighted in weightings
-            for actor_share, linear_share, corrects in shares
-            if not corrects
-            for lam in PRIOR_PENALTIES
-        ]
+    forms = distill_forms(mix, key_statistics, metric is not None, linear_prior is not None)
 
-    def candidates(fit: torch.Tensor) -> dict[DistillForm, DistilledActor]:
-        return {form: fit_distilled(actor, actor_a, feats, best_a, fit, form, metric, linear_prior)
-                for form in forms}  # fmt: skip
+    def fitted(form: DistillForm, states: torch.Tensor) -> DistilledActor:
+        return fit_distilled(actor, actor_a, feats, best_a, states, form, metric, linear_prior)
 
-    full = candidates(keep)
-    per_pair = {None: [val.per_pair(actor)]}  # the actor alone, kept on a tie
-    per_pair |= {form: [val.per_pair(c)] for form, c in full.items()}
-    if on_fit is not None:
-        on_fit()
-    for fit, fold in fold_fits(keep, folds):
-        for form, c in candidates(fit).items():
-            per_pair[form].append(fold.test.per_pair(c))
-        per_pair[None].append(fold.test.per_pair(actor))
+    full, per_pair = {}, {None: [val.per_pair(actor)]}  # the actor alone, kept on a tie
+    for form in forms:
+        full[form] = fitted(form, keep)
+        per_pair[form] = [val.per_pair(full[form])]
         if on_fit is not None:
             on_fit()
+    for fit, fold in fold_fits(keep, folds):
+        for form in forms:
+            per_pair[form].append(fold.test.per_pair(fitted(form, fit)))
+            if on_fit is not None:
+                on_fit()
+        per_pair[None].append(fold.test.per_pair(actor))
     scores = {form: torch.cat(v) for form, v in per_pair.items()}
     total = {form: float(v.sum()) for form, v in scores.items()}
     best = min((f for f in scores if f is None or not f.key_only), key=total.get)
@@ -866,9 +873,13 @@ class _SetupProgress:
         )
         return min(1.0, self.finished + current)
 
-    def _report(self, force: bool = False) -> None:
+    def poll(self) -> None:
+        """Only ``should_stop`` (and so the worker's heartbeat), after RL has reported its end."""
         if self.should_stop is not None and self.should_stop():
             raise Cancelled("fine-tuning cancelled")
+
+    def _report(self, force: bool = False) -> None:
+        self.poll()
         now = time.monotonic()
         if self.on_progress is None or (now - self.last_report < 0.1 and not force):
             return
@@ -1281,8 +1292,9 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         val_actor, form, policy = val.delta_e(actor), None, "fine_tuned"
         if cfg.distill:
             distilled, form = distill(
-                actor, pool.feats, pool.conv, info["best_actions"], info["best_rewards"], val, cfg.distill_mix
-            )
+                actor, pool.feats, pool.conv, info["best_actions"], info["best_rewards"], val, cfg.distill_mix,
+                on_fit=setup.poll,
+            )  # fmt: skip
             actor = distilled if distilled is not None else actor
         if not _clearly_better(val.per_pair(actor), val.per_pair(instant_actor)):
             actor, form, policy = instant_actor, instant_form, "instant"
@@ -1358,7 +1370,9 @@ def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: 
         weights = None if pool.weights is None else _resize_w(pool.weights[pool.pair], cfg.search_size)
         before = resize_u8(pool.before, cfg.search_size)
         metric = LabelMetric(slider_metric(before, best_a, weights))
-    on_fit = setup.begin("fits", 1 + len(folds))
+    n_forms = len(distill_forms(cfg.distill_mix, cfg.distill_key_statistics, metric is not None,
+                                linear_prior is not None))  # fmt: skip
+    on_fit = setup.begin("fits", n_forms * (1 + len(folds)))
     distilled, form = distill(actor, pool.feats, pool.conv, best_a, best_r, val, cfg.distill_mix, folds,
                               cfg.distill_key_statistics, metric, linear_prior, on_fit)  # fmt: skip
     if distilled is None:
