@@ -30,6 +30,7 @@ task: personalize must not depend on worker code (the import-linter contracts in
 from __future__ import annotations
 
 import logging
+import math
 from datetime import timedelta
 from functools import partial
 
@@ -113,12 +114,16 @@ def lease_is_live(job: TrainingJob, now) -> bool:
 def enqueue(job: TrainingJob) -> None:
     """Send the job's message once the surrounding transaction commits (never for a rolled-back row).
 
-    Its time limits follow its budget: past `seconds + JOB_TIME_LIMIT_MARGIN` the worker raises
-    SoftTimeLimitExceeded inside the job, which then fails with a clear message; 60 s later the hard limit
-    kills the pool process and the sweeper takes over.
+    Its time limits follow its budget and its pairs: past `seconds + JOB_TIME_LIMIT_MARGIN +
+    JOB_SECONDS_PER_PAIR * pairs` the worker raises SoftTimeLimitExceeded inside the job, which then fails
+    with a clear message; 60 s later the hard limit kills the pool process and the sweeper takes over.
     """
     TrainingJob.objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
-    transaction.on_commit(partial(send, job.pk, job.seconds + settings.JOB_TIME_LIMIT_MARGIN))
+    pairs = training_pairs(job.owner, job.tag).count()
+    soft_limit = (
+        job.seconds + settings.JOB_TIME_LIMIT_MARGIN + math.ceil(settings.JOB_SECONDS_PER_PAIR * pairs)
+    )
+    transaction.on_commit(partial(send, job.pk, soft_limit))
 
 
 def send(job_id: int, soft_limit: int) -> None:

@@ -249,7 +249,10 @@ MIN_PAIRS_FOR_TRAINING = env_int("MIN_PAIRS_FOR_TRAINING", 10)
 TRAINING_DEFAULT_SECONDS = env_int("TRAINING_DEFAULT_SECONDS", 60)
 TRAINING_MAX_SECONDS = env_int("TRAINING_MAX_SECONDS", 3600)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
-JOB_TIME_LIMIT_MARGIN = env_int("JOB_TIME_LIMIT_MARGIN", 300)  # soft time limit = budget + this
+JOB_TIME_LIMIT_MARGIN = env_int("JOB_TIME_LIMIT_MARGIN", 300)  # soft time limit = budget + this + ...
+# ... this per pair: the instant model before RL is not bounded by the budget, and costs ~0.14 s a pair on
+# one idle core (bench/bench_instant.py: 138 s for 1,000 pairs)
+JOB_SECONDS_PER_PAIR = env_float("JOB_SECONDS_PER_PAIR", 0.5)
 JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30)
 JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 1.0)
 # Training checkpoints stay on the worker's own disk (docs/deployment.md says why); default VAR_DIR/checkpoints.
