@@ -33,8 +33,9 @@ def _progress_bar(total_label: str):
             bar.update(n - state["n"])
             state["n"] = n
         val = "-" if p.val_delta_e != p.val_delta_e else f"{p.val_delta_e:.3f}"
+        eta = "-" if p.eta_seconds != p.eta_seconds else f"{p.eta_seconds:.0f}s"  # nan: not known yet
         bar.set_postfix_str(
-            f"step={p.step} eps={p.epsilon:.3f} reward={p.reward:+.3f} valdE00={val} eta={p.eta_seconds:.0f}s",
+            f"step={p.step} eps={p.epsilon:.3f} reward={p.reward:+.3f} valdE00={val} eta={eta}",
             refresh=False,
         )
 
