@@ -50,7 +50,7 @@ def time_instant(pairs: PairSet, base) -> dict:
         "seconds": wall,
         "steps": {step: end - start for (step, end), start in zip(step_ends.items(), starts, strict=True)},
         "polls": len(polls),
-        "longest_gap": max(b - a for a, b in zip(stamps, stamps[1:], strict=False)),
+        "longest_gap": max(b - a for a, b in itertools.pairwise(stamps)),
         "val_delta_e": result.metrics["val_delta_e_personal"],
     }
 

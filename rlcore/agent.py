@@ -822,6 +822,16 @@ class Cancelled(Exception):
     """Raised when should_stop() returned True; the checkpoint (if any) holds the state at that point."""
 
 
+def _budget_fraction(elapsed: float, seconds: float, cfg: Config) -> float:
+    """The share of a time budget spent (the reserve for the final evaluation left out)."""
+    return min(1.0, elapsed / max(1e-6, seconds - cfg.reserve_s))
+
+
+def _eta(elapsed: float, fraction: float) -> float:
+    """Seconds left at the pace so far (nan before any progress)."""
+    return elapsed * (1 - fraction) / fraction if fraction > 0 else float("nan")
+
+
 # Shares of the instant model's time (seconds=0) taken by each of its steps, measured at 50 pairs
 # (docs/agent.md, "Fine-tuning contract"): what its progress fraction and ETA are estimated from.
 INSTANT_STEPS = {"search": 0.15, "copies": 0.18, "copies_search": 0.24, "metric": 0.05, "fits": 0.38}
@@ -867,14 +877,15 @@ class _SetupProgress:
         if self.max_steps is not None:
             return 0.0  # RL's fraction counts steps, none taken yet
         if self.seconds > 0:
-            return min(1.0, elapsed / max(1e-6, self.seconds - self.cfg.reserve_s))
+            return _budget_fraction(elapsed, self.seconds, self.cfg)
         current = (
             0.0 if self.step is None else INSTANT_STEPS[self.step] * min(1.0, self.done_units / self.units)
         )
         return min(1.0, self.finished + current)
 
     def poll(self) -> None:
-        """Only ``should_stop`` (and so the worker's heartbeat), after RL has reported its end."""
+        """Checks ``should_stop`` (and so beats the worker's heartbeat) without reporting progress: every
+        report does, and after RL, which reports its own end, RL's distillation does."""
         if self.should_stop is not None and self.should_stop():
             raise Cancelled("fine-tuning cancelled")
 
@@ -886,10 +897,8 @@ class _SetupProgress:
         self.last_report = now
         elapsed = now - self.t_start
         f = self.fraction(elapsed)
-        if self.seconds > 0 and self.max_steps is None:
-            eta = max(0.0, self.seconds - elapsed)
-        else:
-            eta = elapsed * (1 - f) / f if f > 0 else float("nan")
+        by_clock = self.seconds > 0 and self.max_steps is None
+        eta = max(0.0, self.seconds - elapsed) if by_clock else _eta(elapsed, f)
         self.on_progress(Progress(0, f, eta, self.cfg.eps_start, float("nan"), float("nan")))
 
 
@@ -1011,7 +1020,7 @@ def _train(
     def fraction() -> float:
         if max_steps is not None:
             return min(1.0, step / max(1, max_steps))
-        return min(1.0, elapsed() / max(1e-6, seconds - cfg.reserve_s))
+        return _budget_fraction(elapsed(), seconds, cfg)
 
     def state_dict() -> dict:
         return {
@@ -1123,9 +1132,7 @@ def _train(
         if on_progress is not None and now - last_progress >= 0.1:
             last_progress = now
             f = fraction()
-            eta = elapsed() * (1 - f) / f if f > 0 else float("nan")
-            if max_steps is None:
-                eta = max(0.0, seconds - elapsed())
+            eta = max(0.0, seconds - elapsed()) if max_steps is None else _eta(elapsed(), f)
             on_progress(Progress(step, f, eta, eps, last_reward, last_val))
 
     actor.load_state_dict(best_actor)

@@ -13,8 +13,8 @@ input pixel and the sliders. The pipeline, per pixel:
 Steps 1 and 2 act on each channel alone, so for integer input they collapse into a lookup table per
 image and channel (256 entries for 8-bit input, 65536 for 16-bit); the table is computed in float32
 for 8-bit input (its rounding errors, ~1e-6, are far below the output's step of 1/255) and in float64
-for 16-bit, and the per-pixel work is one gather plus step 3. This is what makes thousands of 64x64 edits per
-second possible on a CPU.
+for 16-bit, and the per-pixel work is one gather plus step 3. This is what makes thousands of 64x64
+edits per second possible on a CPU.
 
 It is a black box by contract: sliders are rounded to integers, the output is quantized, and it runs
 under ``torch.no_grad`` so nothing can backpropagate through it.
