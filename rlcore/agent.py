@@ -832,9 +832,38 @@ def _eta(elapsed: float, fraction: float) -> float:
     return elapsed * (1 - fraction) / fraction if fraction > 0 else float("nan")
 
 
-# Shares of the instant model's time (seconds=0) taken by each of its steps, measured at 50 pairs
-# (docs/agent.md, "Fine-tuning contract"): what its progress fraction and ETA are estimated from.
-INSTANT_STEPS = {"search": 0.15, "copies": 0.18, "copies_search": 0.24, "metric": 0.05, "fits": 0.38}
+def _instant_copies(cfg: Config, n_train: int) -> int:
+    """Jittered copies of each training before that the instant model searches (fewer with many pairs: its
+    searches' cost); none where it is not distilled from searched actions."""
+    return (
+        min(cfg.instant_copies, cfg.instant_states_max // n_train)
+        if cfg.distill and cfg.search_iters > 0
+        else 0
+    )
+
+
+def instant_step_seconds(cfg: Config, n_train: int, n_val: int, linear_prior: bool) -> dict[str, float]:
+    """Seconds each step of the instant model takes, in order, estimated from the work it is given by n_train
+    training pairs, n_val validation pairs and cfg (linear_prior: whether its fits include the prior's):
+    what its progress fraction and ETA are computed from. The constants are one idle core's
+    (`bench/bench_instant.py` prints the estimate beside the clock); only their ratios matter once a step
+    has shown the pace.
+    """
+    n_copies = n_train * _instant_copies(cfg, n_train)
+    searched = cfg.distill and cfg.search_iters > 0
+    forms = distill_forms(cfg.distill_mix, cfg.distill_key_statistics, cfg.distill_metric, linear_prior)
+    n_forms = len(forms) if searched else 0
+    n_folds = min(cfg.distill_folds, n_train // 2) if n_train // 2 >= 2 else 0  # as similar_photo_folds
+    return {
+        "search": 0.02 * n_train if cfg.search_iters > 0 else 0.0,  # 48 generations of 12 edits at 16x16
+        # the copies, and the style emulator fitted to the pairs to move their targets (none without copies)
+        "copies": 0.0064 * n_copies + (0.0045 if n_copies else 0.0008) * n_train,
+        "copies_search": 0.0063 * n_copies,  # 12 generations of 12 edits from the original's action
+        "metric": 0.0022 * (n_train + n_copies) if searched else 0.0,  # slider metric, the folds' clusters
+        # a linear solve per form and round, and each form's edits of every pair at 64x64 (the validation
+        # pairs in the first round, each fold's befores in the others)
+        "fits": (0.005 * (1 + n_folds) + 0.0003 * (n_train + n_val)) * n_forms,
+    }
 
 
 class _SetupProgress:
@@ -844,14 +873,19 @@ class _SetupProgress:
     it: a job silent for longer than its lease is given to another worker) and passes progress on: at each
     step's start and end, and at most 10 times a second in between.
 
-    The fraction is the budget's clock (elapsed / seconds), as RL's is, for a job with a budget, and
-    INSTANT_STEPS' shares of the work done for the instant model alone (seconds=0).
+    step_seconds: each step's estimated seconds (``instant_step_seconds``). The work done is their sum
+    over the steps done plus the current step's share of its units; the pace (elapsed / work done) turns
+    the work left into an ETA (the estimate's own seconds before any work is done). For seconds=0 the
+    fraction is the share of the work done; for a job with a budget it is the budget's clock, as RL's is,
+    unless the instant model alone is expected to outlast the budget: then its end is the horizon.
     """
 
-    def __init__(self, seconds, max_steps, cfg, t_start, should_stop, on_progress):
+    def __init__(self, seconds, max_steps, cfg, t_start, should_stop, on_progress, step_seconds):
         self.seconds, self.max_steps, self.cfg, self.t_start = seconds, max_steps, cfg, t_start
         self.should_stop, self.on_progress = should_stop, on_progress
-        self.finished = 0.0  # INSTANT_STEPS' shares of the steps done
+        self.step_seconds = step_seconds
+        self.total = max(1e-6, sum(step_seconds.values()))
+        self.finished = 0.0  # estimated seconds of the steps done
         self.step, self.units, self.done_units = None, 1, 0
         self.last_report = -1.0
 
@@ -869,19 +903,30 @@ class _SetupProgress:
     def end(self) -> None:
         """Ends the current step (if any)."""
         if self.step is not None:
-            self.finished += INSTANT_STEPS[self.step]
+            self.finished += self.step_seconds[self.step]
             self.step = None
             self._report(force=True)
 
-    def fraction(self, elapsed: float) -> float:
+    def report(self) -> None:
+        """Reports progress now (at the start, before the first step)."""
+        self._report(force=True)
+
+    def fraction_and_eta(self, elapsed: float) -> tuple[float, float]:
         if self.max_steps is not None:
-            return 0.0  # RL's fraction counts steps, none taken yet
-        if self.seconds > 0:
-            return _budget_fraction(elapsed, self.seconds, self.cfg)
+            return 0.0, float("nan")  # RL's fraction counts steps, none taken yet
         current = (
-            0.0 if self.step is None else INSTANT_STEPS[self.step] * min(1.0, self.done_units / self.units)
+            0.0
+            if self.step is None
+            else self.step_seconds[self.step] * min(1.0, self.done_units / self.units)
         )
-        return min(1.0, self.finished + current)
+        done = min(self.total, self.finished + current)
+        pace = elapsed / done if done > 0 else 1.0
+        work_left = (self.total - done) * pace
+        if self.seconds <= 0:
+            return done / self.total, work_left
+        if elapsed + work_left <= self.seconds - self.cfg.reserve_s:  # the budget's clock, as RL's
+            return _budget_fraction(elapsed, self.seconds, self.cfg), max(0.0, self.seconds - elapsed)
+        return elapsed / (elapsed + work_left), work_left  # the instant model alone outlasts the budget
 
     def poll(self) -> None:
         """Checks ``should_stop`` (and so beats the worker's heartbeat) without reporting progress: every
@@ -895,10 +940,7 @@ class _SetupProgress:
         if self.on_progress is None or (now - self.last_report < 0.1 and not force):
             return
         self.last_report = now
-        elapsed = now - self.t_start
-        f = self.fraction(elapsed)
-        by_clock = self.seconds > 0 and self.max_steps is None
-        eta = max(0.0, self.seconds - elapsed) if by_clock else _eta(elapsed, f)
+        f, eta = self.fraction_and_eta(now - self.t_start)
         self.on_progress(Progress(0, f, eta, self.cfg.eps_start, float("nan"), float("nan")))
 
 
@@ -1206,14 +1248,16 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         raise ValueError("need at least 2 before/after pairs")
     if base.critic is None:
         raise ValueError("the base model has no critic; fine-tuning needs a base model file with one")
-    if on_progress is not None:  # building the pool (emulator included) takes a few seconds: say so at once
-        # the instant model's ETA is unknown until one of its steps ends
-        eta = float(seconds) if seconds > 0 else float("nan")
-        on_progress(Progress(0, 0.0, eta, cfg.eps_start, float("nan"), float("nan")))
     weights = pairs.weights
     train_idx, val_idx = train_val_split(len(pairs), cfg.val_fraction, seed)
+    n_train = len(train_idx)
     # fewer copies per pair when there are many pairs: the pool stays a size a 60 s run can explore
-    copies = min(cfg.aug_copies, max(1, cfg.aug_states_max // len(train_idx))) if cfg.aug_copies else 0
+    copies = min(cfg.aug_copies, max(1, cfg.aug_states_max // n_train)) if cfg.aug_copies else 0
+    instant_copies = _instant_copies(cfg, n_train)
+    linear_prior = base.linear_prior if cfg.distill_prior else None
+    step_seconds = instant_step_seconds(cfg, n_train, len(val_idx), linear_prior is not None)
+    setup = _SetupProgress(seconds, max_steps, cfg, t_start, should_stop, on_progress, step_seconds)
+    setup.report()  # building the pool (emulator included) takes a few seconds: say so at once
     val = _Val(
         torch.from_numpy(pairs.before[val_idx]),
         torch.from_numpy(pairs.after[val_idx]),
@@ -1223,7 +1267,6 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     val_no_edit = val.delta_e(None)
     val_base = val.delta_e(base.actor)
     instant = seconds <= 0 and max_steps is None  # the base's answer for these pairs (a prior: their code)
-    setup = _SetupProgress(seconds, max_steps, cfg, t_start, should_stop, on_progress)
     if base.encoder is not None:  # a style prior: its code for these training pairs is the instant model
         z = base.encoder.encode(pairs.before[train_idx], pairs.after[train_idx])
         actor = StyleActor(copy.deepcopy(base.actor.policy), z)
@@ -1247,12 +1290,6 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     searched = _search_pairs(pairs, train_idx, cfg, seed, setup.begin("search", cfg.search_iters))
     # the training states, the befores and jittered copies: the instant model searches its rounds of copies,
     # RL trains on `copies` rounds and starts from the originals' searched actions (docs/agent.md)
-    n_train = len(train_idx)
-    instant_copies = (
-        min(cfg.instant_copies, cfg.instant_states_max // n_train)
-        if cfg.distill and searched is not None
-        else 0
-    )
     rl_copies = 0 if instant else copies
     instant_strength = cfg.aug_strength * (cfg.few_pairs_jitter if n_train < cfg.few_pairs else 1.0)
 
@@ -1271,7 +1308,6 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         instant_pool = jittered_pool(instant_copies, instant_strength, style)
         pool = jittered_pool(rl_copies, cfg.aug_strength, style)
     # the instant model comes first: it is the answer for seconds=0, and RL must end better on validation
-    linear_prior = base.linear_prior if cfg.distill_prior else None
     instant_actor, instant_form, instant_folds = _instant_policy(
         copy.deepcopy(actor),
         instant_pool,

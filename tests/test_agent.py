@@ -5,7 +5,6 @@ Fast by design: a fresh (untrained) base, a few hundred steps on generated pairs
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -20,7 +19,9 @@ from rlcore.agent import (
     Progress,
     _augment_pool,
     _Pool,
+    _SetupProgress,
     finetune,
+    instant_step_seconds,
     validation_delta_e,
 )
 from rlcore.features import N_FEATURES, conv_input, features
@@ -259,14 +260,32 @@ def test_the_instant_model_reports_progress_and_heeds_a_cancel_through_its_steps
     assert fractions == sorted(fractions)
     assert fractions[0] == 0.0 and fractions[-1] == pytest.approx(1.0)
     assert len({round(f, 2) for f in fractions if 0 < f < 1}) >= 4  # each step's start and end at least
-    assert math.isnan(seen[0].eta_seconds)  # unknown, not "0 s", until a step is done
-    assert all(p.eta_seconds >= 0 for p in seen if p.fraction > 0)
+    # at once an ETA: the work its steps are given, at one idle core's pace until a step shows this one's
+    assert seen[0].eta_seconds == pytest.approx(sum(instant_step_seconds(cfg, 8, 2, linear_prior=False).values()))
+    assert all(p.eta_seconds >= 0 for p in seen)
 
     calls.clear()
     with pytest.raises(Cancelled):  # asked during the first search: stops there
         finetune(ps, base=fresh_base(), seconds=0, seed=0, should_stop=lambda: len(calls) > 5 or calls.append(1),
                  config=cfg)  # fmt: skip
     assert len(calls) == 6
+
+
+def test_the_steps_before_rl_report_the_work_done_and_an_eta_at_the_pace_so_far():
+    steps = {"search": 2.0, "fits": 6.0}  # estimated seconds
+    instant = _SetupProgress(0, None, Config(), 0.0, None, None, steps)
+    assert instant.fraction_and_eta(0.0) == (0.0, 8.0)  # before any work: the estimate itself
+    instant.begin("search")
+    instant.end()
+    assert instant.fraction_and_eta(4.0) == (0.25, 12.0)  # the search took twice its estimate: so will the rest
+    tick = instant.begin("fits", units=3)
+    tick()
+    assert instant.fraction_and_eta(8.0) == (0.5, 8.0)
+    # with a budget: its clock, as RL's, unless the instant model alone is expected to outlast it
+    within = _SetupProgress(60, None, Config(reserve_s=1.0), 0.0, None, None, steps)
+    assert within.fraction_and_eta(1.0) == (pytest.approx(1 / 59), 59.0)
+    beyond = _SetupProgress(10, None, Config(), 0.0, None, None, {"search": 20.0, "fits": 60.0})
+    assert beyond.fraction_and_eta(5.0) == (pytest.approx(5 / 85), 80.0)
 
 
 def test_progress_and_time_budget():
@@ -281,7 +300,7 @@ def test_progress_and_time_budget():
     assert took < 6.5, took
     assert res.metrics["steps"] > 5
     assert seen and seen[-1].fraction == 1.0
-    assert seen[0].step == 0 and seen[0].fraction == 0.0  # reported before the pool is built
+    assert seen[0].step == 0 and seen[0].fraction < 0.01  # reported before the pool is built
     assert all(0 <= p.fraction <= 1 for p in seen)
     assert all(0 <= p.epsilon <= 1 for p in seen)
     times = len(seen) / max(took, 1e-6)
