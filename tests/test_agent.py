@@ -261,7 +261,8 @@ def test_the_instant_model_reports_progress_and_heeds_a_cancel_through_its_steps
     assert fractions[0] == 0.0 and fractions[-1] == pytest.approx(1.0)
     assert len({round(f, 2) for f in fractions if 0 < f < 1}) >= 4  # each step's start and end at least
     # at once an ETA: the work its steps are given, at one idle core's pace until a step shows this one's
-    assert seen[0].eta_seconds == pytest.approx(sum(instant_step_seconds(cfg, 8, 2, linear_prior=False).values()))
+    estimate = instant_step_seconds(cfg, n_train=8, n_val=2, linear_prior=False)
+    assert seen[0].eta_seconds == pytest.approx(sum(estimate.values()))
     assert all(p.eta_seconds >= 0 for p in seen)
 
     calls.clear()
@@ -277,7 +278,8 @@ def test_the_steps_before_rl_report_the_work_done_and_an_eta_at_the_pace_so_far(
     assert instant.fraction_and_eta(0.0) == (0.0, 8.0)  # before any work: the estimate itself
     instant.begin("search")
     instant.end()
-    assert instant.fraction_and_eta(4.0) == (0.25, 12.0)  # the search took twice its estimate: so will the rest
+    # the search took twice its estimate: the rest is expected to as well
+    assert instant.fraction_and_eta(4.0) == (0.25, 12.0)
     tick = instant.begin("fits", units=3)
     tick()
     assert instant.fraction_and_eta(8.0) == (0.5, 8.0)
