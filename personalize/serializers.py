@@ -145,7 +145,7 @@ class JobCreateSerializer(serializers.Serializer):
         min_value=0,
         help_text="training budget in seconds; 0 = the instant model alone (the style prior's answer for these "
         "pairs: each pair's sliders searched and a policy fitted to them, calibrated; no RL). It grows with the "
-        "pairs, and every job computes it first: about 6 s for 10 pairs, 16 s for 50, 40 s for 200 on one core",
+        "pairs, and every job computes it first: about 4-6 s for 10 pairs, 10-16 s for 50, 21-40 s for 200 on one core",
     )
     face_weight = serializers.FloatField(required=False, default=0.0, min_value=0.0, max_value=10.0)
     seed = serializers.IntegerField(required=False, default=0, min_value=0, max_value=2**31 - 1)

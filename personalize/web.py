@@ -50,6 +50,7 @@ from personalize.views import (
     own_models,
     own_pairs,
 )
+from rlcore.agent import instant_seconds
 from rlcore.editor import ADJUSTMENTS
 from rlcore.xmp import to_xmp
 
@@ -328,6 +329,7 @@ def training_page(request):
             "missing": max(0, settings.MIN_PAIRS_FOR_TRAINING - available),
             "default_seconds": settings.TRAINING_DEFAULT_SECONDS,
             "max_seconds": settings.TRAINING_MAX_SECONDS,
+            "instant_seconds": math.ceil(instant_seconds(available)) if available >= 2 else None,
         },
     )
 

@@ -5,6 +5,7 @@ What a real browser does (scripts, drag-and-drop, live progress) is covered in t
 
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from personalize.accounts import create_or_get_editor
 from personalize.jobs import create_job
 from personalize.models import EditorProfile, Pair, PersonalModel, Prediction, TrainingJob
 from personalize.pairs import upload_pair
+from rlcore.agent import instant_seconds
 from rlcore.modelfile import load_model
 from tests.photos import encode, pair_bytes, photo
 from workers import training
@@ -356,7 +358,11 @@ def test_training_start_refusals_in_words_then_a_job(alice, settings):
     settings.MIN_PAIRS_FOR_TRAINING = 3
     response = alice.post(reverse("web:training-start"), {"seconds": "5"}, follow=True)
     assert messages_of(response) == ["Training needs at least 3 pairs; you have 0. Upload 3 more."]
+    assert "for your 0 pairs" not in alice.get(reverse("web:training")).content.decode()
     add_pairs(user("alice"), 3)
+    # the instant model's time for these pairs, before a job is started (it grows with the pairs)
+    page = alice.get(reverse("web:training")).content.decode()
+    assert f"for your 3 pairs about {math.ceil(instant_seconds(3))} s on an idle core" in page
     response = alice.post(reverse("web:training-start"), {"seconds": "999999"}, follow=True)
     assert messages_of(response) == [f"Budget: at most {settings.TRAINING_MAX_SECONDS} seconds"]
     assert not TrainingJob.objects.exists()
