@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from personalize.client.api import Unreachable
 
@@ -106,3 +109,16 @@ def follow(
                     raise
     finally:
         bar.close()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Never a half-written file: write a temporary file beside it (readable by its owner only, as mkstemp
+    makes it), then rename it over `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

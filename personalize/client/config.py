@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from personalize.client.api import DEFAULT_TIMEOUT, Client, normalize_server
-from personalize.client.common import PROG, UsageError
+from personalize.client.common import PROG, UsageError, write_atomically
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 
@@ -44,16 +43,7 @@ def write_config(path: Path, data: dict) -> None:
     if not folder.exists():
         folder.mkdir(parents=True, mode=0o700)
         os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
-    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".json", dir=folder)  # created 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, json.dumps(data, indent=2, sort_keys=True) + "\n")  # 0600, as mkstemp makes it
 
 
 @dataclass

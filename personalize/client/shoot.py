@@ -16,8 +16,6 @@ written stays written, and running the same command again resumes where it stopp
 from __future__ import annotations
 
 import multiprocessing
-import os
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -26,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from personalize.client.api import ApiError, Client
+from personalize.client.common import write_atomically
 from personalize.client.previews import NoPreview, PreviewError, is_raw, make_preview
 
 # The sidecar's record of where it came from, in a namespace of our own that XMP readers ignore.
@@ -107,18 +106,6 @@ def stamped(xmp: str, stamp: dict[str, str]) -> str:
     for key, value in stamp.items():
         description.set(f"{{{STAMP_NS}}}{key}", value)
     return f'{_XPACKET_BEGIN}\n{ET.tostring(root, encoding="unicode")}\n<?xpacket end="w"?>\n'
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Never a half-written sidecar: write a temporary file beside it, then rename it over."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- plan -------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from personalize.client import shoot
 from personalize.client.api import ApiError, AuthError, Unreachable
-from personalize.client.common import EXIT_FAILED, EXIT_OK, UsageError, err, fmt_size
+from personalize.client.common import EXIT_FAILED, EXIT_OK, UsageError, err, fmt_size, write_atomically
 from personalize.client.config import Settings
 from personalize.client.folders import expand_images
 
@@ -59,7 +59,7 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
                 sidecar = (sidecar_dir or image.parent) / f"{image.stem}.xmp"
                 if sidecar.exists() and not args.overwrite:
                     raise FileExistsError(f"{sidecar} exists (pass --overwrite to replace it)")
-                shoot.write_atomically(sidecar, client.predict_xmp(image, strength=args.strength))
+                write_atomically(sidecar, client.predict_xmp(image, strength=args.strength))
                 record["xmp"] = str(sidecar)
             if out_dir is not None:
                 # The sliders just printed, already scaled by --strength: render them at strength 1.
