@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import socket
 import stat
@@ -852,6 +853,10 @@ def test_predict_prints_sliders_writes_xmp_and_renders(run, env, tmp_path):
         root = ET.parse(sidecar).getroot()
         attributes = {k for element in root.iter() for k in element.attrib}
         assert {f"{{{CRS}}}Exposure2012", f"{{{CRS}}}IncrementalTemperature"} <= attributes
+        # readable as any file the editor writes (the umask's), not its owner's only: a shared drive's
+        umask = os.umask(0o022)
+        os.umask(umask)
+        assert stat.S_IMODE(sidecar.stat().st_mode) == 0o666 & ~umask
     # Renders use the printed (already scaled) sliders at strength 1.
     assert sorted(p.name for p in out_dir.iterdir()) == ["IMG_0001.jpg", "IMG_0002.jpg"]
     assert all(form["strength"] == "1.0" and "adjustments" in form for form in env.render_forms)

@@ -111,13 +111,20 @@ def follow(
         bar.close()
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Never a half-written file: write a temporary file beside it (readable by its owner only, as mkstemp
-    makes it), then rename it over `path`."""
+# The process's umask, read once at import, before any thread runs: os.umask can only be read by setting it.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def write_atomically(path: Path, text: str, mode: int = 0o666) -> None:
+    """Never a half-written file: write a temporary file beside it, then rename it over `path`. The file
+    gets `mode` less the umask, as open() would give it (0o600 for a file of secrets such as the config;
+    mkstemp alone would leave every file its owner's only, sidecars on a shared drive included)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, mode & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -43,7 +43,7 @@ def write_config(path: Path, data: dict) -> None:
     if not folder.exists():
         folder.mkdir(parents=True, mode=0o700)
         os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
-    write_atomically(path, json.dumps(data, indent=2, sort_keys=True) + "\n")  # 0600, as mkstemp makes it
+    write_atomically(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=0o600)
 
 
 @dataclass
