@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import pairs as bench_pairs  # noqa: E402
-from rlcore.agent import Config, finetune, instant_step_seconds, train_val_split  # noqa: E402
+from rlcore.agent import Config, finetune, instant_step_seconds  # noqa: E402
 from rlcore.data import PairSet  # noqa: E402
 from rlcore.modelfile import BASE_MODEL_PATH, load_model  # noqa: E402
 
@@ -44,8 +44,7 @@ def time_instant(pairs: PairSet, base) -> dict:
     )
     wall = time.monotonic() - started
     stamps = [started, *polls, started + wall]
-    train_idx, val_idx = train_val_split(len(pairs), Config().val_fraction, 0)
-    estimate = instant_step_seconds(Config(), len(train_idx), len(val_idx), base.linear_prior is not None)
+    estimate = instant_step_seconds(Config(), len(pairs), base.linear_prior is not None)
     total = sum(estimate.values())
     step_ends = {}
     for step, end in zip(estimate, itertools.accumulate(estimate.values()), strict=True):
@@ -75,7 +74,7 @@ def main(argv=None) -> int:
     base = load_model(BASE_MODEL_PATH)
     counts = [int(n) for n in args.pairs.split(",")]
     print(f"the instant model on {args.style}'s pairs (bench/pairs.py, train photos), one torch thread")
-    steps = list(instant_step_seconds(Config(), 8, 2, True))
+    steps = list(instant_step_seconds(Config(), 10, True))
     print("each step: measured seconds (estimated); ETAs: reported / seconds in fact left")
     print(
         "| pairs | seconds | "

@@ -842,13 +842,15 @@ def _instant_copies(cfg: Config, n_train: int) -> int:
     )
 
 
-def instant_step_seconds(cfg: Config, n_train: int, n_val: int, linear_prior: bool) -> dict[str, float]:
-    """Seconds each step of the instant model takes, in order, estimated from the work it is given by n_train
-    training pairs, n_val validation pairs and cfg (linear_prior: whether its fits include the prior's):
-    what its progress fraction and ETA are computed from. The constants are one idle core's
+def instant_step_seconds(cfg: Config, n_pairs: int, linear_prior: bool) -> dict[str, float]:
+    """Seconds each step of the instant model takes, in order, estimated from the work it is given by n_pairs
+    pairs (split as ``train_val_split`` splits them) and cfg (linear_prior: whether its fits include the
+    prior's): what its progress fraction and ETA are computed from. The constants are one idle core's
     (`bench/bench_instant.py` prints the estimate beside the clock); only their ratios matter once a step
     has shown the pace.
     """
+    n_val = len(train_val_split(n_pairs, cfg.val_fraction, 0)[1])  # the same count for every seed
+    n_train = n_pairs - n_val
     n_copies = n_train * _instant_copies(cfg, n_train)
     searched = cfg.distill and cfg.search_iters > 0
     forms = distill_forms(cfg.distill_mix, cfg.distill_key_statistics, cfg.distill_metric, linear_prior)
@@ -869,9 +871,7 @@ def instant_step_seconds(cfg: Config, n_train: int, n_val: int, linear_prior: bo
 def instant_seconds(n_pairs: int, cfg: Config | None = None, linear_prior: bool = True) -> float:
     """The instant model's estimated seconds for n_pairs pairs on one idle core (``instant_step_seconds``),
     for saying before a job how long its first answer will take."""
-    cfg = cfg or Config()
-    n_val = len(train_val_split(n_pairs, cfg.val_fraction, 0)[1])
-    return sum(instant_step_seconds(cfg, n_pairs - n_val, n_val, linear_prior).values())
+    return sum(instant_step_seconds(cfg or Config(), n_pairs, linear_prior).values())
 
 
 class _SetupProgress:
@@ -1263,7 +1263,7 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     copies = min(cfg.aug_copies, max(1, cfg.aug_states_max // n_train)) if cfg.aug_copies else 0
     instant_copies = _instant_copies(cfg, n_train)
     linear_prior = base.linear_prior if cfg.distill_prior else None
-    step_seconds = instant_step_seconds(cfg, n_train, len(val_idx), linear_prior is not None)
+    step_seconds = instant_step_seconds(cfg, len(pairs), linear_prior is not None)
     setup = _SetupProgress(seconds, max_steps, cfg, t_start, should_stop, on_progress, step_seconds)
     setup.report()  # building the pool (emulator included) takes a few seconds: say so at once
     val = _Val(

@@ -261,7 +261,7 @@ def test_the_instant_model_reports_progress_and_heeds_a_cancel_through_its_steps
     assert fractions[0] == 0.0 and fractions[-1] == pytest.approx(1.0)
     assert len({round(f, 2) for f in fractions if 0 < f < 1}) >= 4  # each step's start and end at least
     # at once an ETA: the work its steps are given, at one idle core's pace until a step shows this one's
-    estimate = instant_step_seconds(cfg, n_train=8, n_val=2, linear_prior=False)
+    estimate = instant_step_seconds(cfg, n_pairs=10, linear_prior=False)
     assert seen[0].eta_seconds == pytest.approx(sum(estimate.values()))
     assert all(p.eta_seconds >= 0 for p in seen)
 
