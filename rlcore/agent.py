@@ -40,9 +40,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,9 @@ class Config:
     instant_copies: int = 8
     instant_copy_iters: int = 12
     instant_states_max: int = 512  # fewer copies per pair when there are many pairs (search: ~15 ms a state)
+    # ... and scores each form on at most this many pairs (validation and folds sampled alike): the scoring's
+    # edits are most of its cost with many pairs, and a few hundred pairs choose a form as surely as more
+    instant_scored_max: int = 200
     # the instant model picks its distillation form on the validation pairs and on this many folds of
     # similar training photos (similar_photo_folds); not after RL, whose actor has seen every fold
     distill_folds: int = 3
@@ -243,6 +247,11 @@ def random_editor_actions(
 SEARCH_STEP = 0.3  # search_actions' first step size from no edit, in action units (30 slider points)
 
 
+# edits a search makes at once: a few MB of temporaries each; all of a thousand pairs' candidates at once
+# (hundreds of MB) made the search 2.7x slower per pair at 3,000 pairs than at 200 (page faults)
+SEARCH_EDITS_AT_ONCE = 2048
+
+
 @torch.no_grad()
 def search_actions(
     before: torch.Tensor,
@@ -266,12 +275,16 @@ def search_actions(
     n = len(before)
     no_edit = reward.mean_delta_e(before, target_lab, weights)
 
+    def delta_e(rows: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        w = None if weights is None else weights[rows]
+        return reward.mean_delta_e(edit(before[rows], actions), target_lab[rows], w)
+
     def rewards(actions: torch.Tensor) -> torch.Tensor:  # (N, K, 12) -> (N, K)
         k = actions.shape[1]
-        w = None if weights is None else weights.repeat_interleave(k, 0)
-        edited = edit(before.repeat_interleave(k, 0), actions.reshape(-1, 12))
-        delta_e = reward.mean_delta_e(edited, target_lab.repeat_interleave(k, 0), w).view(n, k)
-        return no_edit.unsqueeze(1) - delta_e
+        rows, flat = torch.arange(n).repeat_interleave(k), actions.reshape(-1, 12)
+        step = SEARCH_EDITS_AT_ONCE
+        found = [delta_e(rows[i : i + step], flat[i : i + step]) for i in range(0, len(flat), step)]
+        return no_edit.unsqueeze(1) - torch.cat(found).view(n, k)
 
     start = to_sliders(start) / 100.0
     best_r = rewards(start.unsqueeze(1))[:, 0]
@@ -353,6 +366,13 @@ def slider_metric(
     arbitrary there. `floor` mixes in that much of the identity: a slider that changes none of the
     photos still has a determined fit. before uint8 (N, S, S, 3), actions (N, 12), weights (N, S, S).
     """
+    at_once = max(1, SEARCH_EDITS_AT_ONCE // 24)  # states, 24 edits each
+    if len(before) > at_once:
+        return torch.cat([
+            slider_metric(before[i : i + at_once], actions[i : i + at_once],
+                          None if weights is None else weights[i : i + at_once], floor)
+            for i in range(0, len(before), at_once)
+        ])  # fmt: skip
     n = len(before)
     step = SLIDER_METRIC_STEP * torch.eye(12)
     probes = torch.cat([actions[:, None] + step, actions[:, None] - step], 1).clamp(-1, 1)  # (N, 24, 12)
@@ -470,6 +490,18 @@ class _Val:
     def delta_e(self, actor: Actor | None, strength: float = 1.0) -> float:
         """Mean (weighted) dE00 of the actor's edits (None: no edit) to the targets, at 64x64."""
         return float(self.per_pair(actor, strength).mean())
+
+    def __len__(self):
+        return self.before.shape[0]
+
+    def sample(self, share: float, seed: int) -> _Val:
+        """A share of the pairs (at least one), a sample fixed by the seed; itself for a share of 1."""
+        n = max(1, math.ceil(share * len(self)))
+        if n >= len(self):
+            return self
+        keep = np.sort(np.random.default_rng(seed * 7919 + 37).choice(len(self), n, replace=False))
+        parts = (self.before, self.target, self.weights, self.view)
+        return _Val(*(None if t is None else t[torch.from_numpy(keep)] for t in parts))
 
 
 # Global strengths tried on validation after fine-tuning; 0 is "no edit", so a published model never
@@ -851,6 +883,7 @@ def instant_step_seconds(cfg: Config, n_pairs: int, linear_prior: bool) -> dict[
     """
     n_val = len(train_val_split(n_pairs, cfg.val_fraction, 0)[1])  # the same count for every seed
     n_train = n_pairs - n_val
+    n_scored = min(n_pairs, cfg.instant_scored_max)  # each form's edits: validation and folds, sampled
     n_copies = n_train * _instant_copies(cfg, n_train)
     searched = cfg.distill and cfg.search_iters > 0
     forms = distill_forms(cfg.distill_mix, cfg.distill_key_statistics, cfg.distill_metric, linear_prior)
@@ -860,11 +893,11 @@ def instant_step_seconds(cfg: Config, n_pairs: int, linear_prior: bool) -> dict[
         "search": 0.02 * n_train if cfg.search_iters > 0 else 0.0,  # 48 generations of 12 edits at 16x16
         # the copies, and the style emulator fitted to the pairs to move their targets (none without copies)
         "copies": 0.0064 * n_copies + (0.0045 if n_copies else 0.0008) * n_train,
-        "copies_search": 0.0063 * n_copies,  # 12 generations of 12 edits from the original's action
-        "metric": 0.0022 * (n_train + n_copies) if searched else 0.0,  # slider metric, the folds' clusters
-        # a linear solve per form and round, and each form's edits of every pair at 64x64 (the validation
-        # pairs in the first round, each fold's befores in the others)
-        "fits": (0.005 * (1 + n_folds) + 0.0003 * (n_train + n_val)) * n_forms,
+        "copies_search": 0.0043 * n_copies,  # 12 generations of 12 edits from the original's action
+        "metric": 0.001 * (n_train + n_copies) if searched else 0.0,  # slider metric, the folds' clusters
+        # a linear solve per form and round, and each form's edits of the pairs it is scored on at 64x64 (the
+        # validation pairs in the first round, each fold's befores in the others)
+        "fits": (0.005 * (1 + n_folds) + 0.0003 * n_scored) * n_forms,
     }
 
 
@@ -1415,6 +1448,10 @@ def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: 
     on_generation = setup.begin("copies_search", cfg.instant_copy_iters)
     best_a, best_r = _search_pool(pool, searched, cfg, seed, on_generation)
     folds = similar_photo_folds(pool, cfg.distill_folds, seed)
+    # every form is scored on the validation pairs and each fold's befores: with many pairs, on a share of each
+    share = min(1.0, cfg.instant_scored_max / (len(val) + len(pool.idx_original)))
+    val = val.sample(share, seed)
+    folds = [replace(fold, test=fold.test.sample(share, seed + 1 + i)) for i, fold in enumerate(folds)]
     metric = None
     setup.begin("metric")
     if cfg.distill_metric:

@@ -20,6 +20,7 @@ from rlcore.agent import (
     _augment_pool,
     _Pool,
     _SetupProgress,
+    _Val,
     finetune,
     instant_step_seconds,
     validation_delta_e,
@@ -632,6 +633,37 @@ def test_the_instant_model_fits_the_searched_actions_of_the_pairs():
         off.metrics["distill_lambda"] is None
         and off.metrics["val_delta_e_personal"] > m["val_delta_e_personal"]
     )
+
+
+def test_with_many_pairs_the_instant_model_scores_its_forms_on_a_sample_of_them(monkeypatch):
+    # each form's edits of every validation pair and fold were most of its time with many pairs (33 s of
+    # 57 at 1,000 pairs): it scores them on at most instant_scored_max pairs, and up to that on all of them
+    pairs = exposure_pairs(20, seed=5)
+    edited = []
+    per_pair = _Val.per_pair
+
+    def counted(self, actor, strength=1.0):
+        edited.append(len(self))
+        return per_pair(self, actor, strength)
+
+    monkeypatch.setattr(_Val, "per_pair", counted)
+
+    def run(cap):
+        edited.clear()
+        res = finetune(
+            pairs, base=fresh_base(), seconds=0, seed=0, config=Config(**FAST, instant_scored_max=cap)
+        )
+        return res, sum(edited)
+
+    (every, every_edits), (at_cap, _), (sampled, sampled_edits) = run(10**6), run(20), run(8)
+    views = torch.from_numpy(pairs.before)
+    assert torch.equal(every.model.predict_actions(views), at_cap.model.predict_actions(views))
+    assert sampled_edits < 0.6 * every_edits  # 8 of 20 pairs for every form; the rest (no edit, ...) alike
+    m = sampled.metrics
+    assert m["distill_lambda"] is not None and m["val_delta_e_personal"] < 0.6 * m["val_delta_e_no_edit"]
+    # and its estimated time knows it
+    cfg = Config()
+    assert instant_step_seconds(cfg, 10_000, True)["fits"] == instant_step_seconds(cfg, 200, True)["fits"]
 
 
 def test_with_few_pairs_the_instant_models_copies_are_jittered_less_and_rls_are_not():
