@@ -764,8 +764,15 @@ def distill(
         actor_a = actor.eval()(feats, conv)
     forms = distill_forms(mix, key_statistics, metric is not None, linear_prior is not None)
 
+    linear_fits = {}  # the blend and the linear policy alone weigh the same linear fit: solved once
+
     def fitted(form: DistillForm, states: torch.Tensor) -> DistilledActor:
-        return fit_distilled(actor, actor_a, feats, best_a, states, form, metric, linear_prior)
+        key = (replace(form, actor_share=0.0, linear_share=0.0), states.numpy().tobytes())
+        if key not in linear_fits:
+            linear_fits[key] = fit_distilled(
+                actor, actor_a, feats, best_a, states, form, metric, linear_prior
+            ).linear
+        return DistilledActor(actor, linear_fits[key], form.linear_share, form.actor_share).eval()
 
     full, per_pair = {}, {None: [val.per_pair(actor)]}  # the actor alone, kept on a tie
     for form in forms:
@@ -897,7 +904,7 @@ def instant_step_seconds(cfg: Config, n_pairs: int, linear_prior: bool) -> dict[
         "metric": 0.001 * (n_train + n_copies) if searched else 0.0,  # slider metric, the folds' clusters
         # a linear solve per form and round, and each form's edits of the pairs it is scored on at 64x64 (the
         # validation pairs in the first round, each fold's befores in the others)
-        "fits": (0.005 * (1 + n_folds) + 0.0003 * n_scored) * n_forms,
+        "fits": (0.0033 * (1 + n_folds) + 0.0003 * n_scored) * n_forms,
     }
 
 
