@@ -643,7 +643,17 @@ def fit_distilled(
     actor: Actor, actor_actions: torch.Tensor, feats: torch.Tensor, best_a: torch.Tensor, fit: torch.Tensor,
     form: DistillForm, metric: LabelMetric | None = None, linear_prior: LinearStylePrior | None = None,
 ) -> DistilledActor:  # fmt: skip
-    """The policy of `form`, its linear part fitted in closed form to the best actions of states `fit`.
+    """The policy of `form`: the actor and ``fit_linear``'s policy, each at its share."""
+    linear = fit_linear(actor_actions, feats, best_a, fit, form, metric, linear_prior)
+    return DistilledActor(actor, linear, form.linear_share, form.actor_share).eval()
+
+
+def fit_linear(
+    actor_actions: torch.Tensor, feats: torch.Tensor, best_a: torch.Tensor, fit: torch.Tensor, form: DistillForm,
+    metric: LabelMetric | None = None, linear_prior: LinearStylePrior | None = None,
+) -> LinearPolicy:  # fmt: skip
+    """The linear part of `form`'s policy, fitted in closed form to the best actions of states `fit` (its
+    shares do not change it).
 
     actor_actions (P, 12): the actor's actions for the states (computed once by the caller: it is the
     expensive part when many forms are fitted); feats (P, F) are standardised over all P states (by the
@@ -686,7 +696,7 @@ def fit_distilled(
         linear.feat_std.copy_(std.float())
         linear.linear.weight.copy_(w[:-1].T.float())
         linear.linear.bias.copy_(w[-1].float())
-    return DistilledActor(actor, linear, form.linear_share, form.actor_share).eval()
+    return linear.eval()
 
 
 def distill_forms(mix: float, key_statistics: bool, weighted: bool, prior: bool) -> list[DistillForm]:
@@ -769,9 +779,7 @@ def distill(
     def fitted(form: DistillForm, states: torch.Tensor) -> DistilledActor:
         key = (replace(form, actor_share=0.0, linear_share=0.0), states.numpy().tobytes())
         if key not in linear_fits:
-            linear_fits[key] = fit_distilled(
-                actor, actor_a, feats, best_a, states, form, metric, linear_prior
-            ).linear
+            linear_fits[key] = fit_linear(actor_a, feats, best_a, states, form, metric, linear_prior)
         return DistilledActor(actor, linear_fits[key], form.linear_share, form.actor_share).eval()
 
     full, per_pair = {}, {None: [val.per_pair(actor)]}  # the actor alone, kept on a tie
