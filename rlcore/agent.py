@@ -147,6 +147,10 @@ class Config:
     # ... and scores each form on at most this many pairs (validation and folds sampled alike): the scoring's
     # edits are most of its cost with many pairs, and a few hundred pairs choose a form as surely as more
     instant_scored_max: int = 200
+    # ... edited and compared at this side, RL's reward's (the model still reads the 64x64 thumbnails): the
+    # scoring's edits cost as their pixels, and at 32x32 they rank the forms as at 64x64 but for near-ties
+    # (16x16 flips more of them; docs/agent.md, stop 42)
+    instant_score_size: int = 32
     # the instant model picks its distillation form on the validation pairs and on this many folds of
     # similar training photos (similar_photo_folds); not after RL, whose actor has seen every fold
     distill_folds: int = 3
@@ -502,6 +506,15 @@ class _Val:
         keep = np.sort(np.random.default_rng(seed * 7919 + 37).choice(len(self), n, replace=False))
         parts = (self.before, self.target, self.weights, self.view)
         return _Val(*(None if t is None else t[torch.from_numpy(keep)] for t in parts))
+
+    def resized(self, size: int) -> _Val:
+        """The same pairs edited and scored at size x size; the model still sees the full thumbnails."""
+        if size == self.before.shape[1]:
+            return self
+        seen = self.before if self.view is None else self.view
+        return _Val(
+            resize_u8(self.before, size), resize_u8(self.target, size), _resize_w(self.weights, size), seen
+        )
 
 
 # Global strengths tried on validation after fine-tuning; 0 is "no edit", so a published model never
@@ -910,9 +923,9 @@ def instant_step_seconds(cfg: Config, n_pairs: int, linear_prior: bool) -> dict[
         "copies": 0.0064 * n_copies + (0.0045 if n_copies else 0.0008) * n_train,
         "copies_search": 0.0043 * n_copies,  # 12 generations of 12 edits from the original's action
         "metric": 0.001 * (n_train + n_copies) if searched else 0.0,  # slider metric, the folds' clusters
-        # a linear solve per form and round, and each form's edits of the pairs it is scored on at 64x64 (the
-        # validation pairs in the first round, each fold's befores in the others)
-        "fits": (0.0033 * (1 + n_folds) + 0.0003 * n_scored) * n_forms,
+        # a linear solve per form and round, and each form's edits of the pairs it is scored on (the validation
+        # pairs in the first round, each fold's befores in the others), as many pixels as instant_score_size's
+        "fits": (0.0033 * (1 + n_folds) + 0.0003 * n_scored * (cfg.instant_score_size / 64) ** 2) * n_forms,
     }
 
 
@@ -1476,7 +1489,9 @@ def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: 
     n_forms = len(distill_forms(cfg.distill_mix, cfg.distill_key_statistics, metric is not None,
                                 linear_prior is not None))  # fmt: skip
     on_fit = setup.begin("fits", n_forms * (1 + len(folds)))
-    distilled, form = distill(actor, pool.feats, pool.conv, best_a, best_r, val, cfg.distill_mix, folds,
+    size = cfg.instant_score_size
+    distilled, form = distill(actor, pool.feats, pool.conv, best_a, best_r, val.resized(size), cfg.distill_mix,
+                              [replace(fold, test=fold.test.resized(size)) for fold in folds],
                               cfg.distill_key_statistics, metric, linear_prior, on_fit)  # fmt: skip
     if distilled is None:
         return actor, None, [(actor, fold.test) for fold in folds]

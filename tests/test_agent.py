@@ -666,6 +666,36 @@ def test_with_many_pairs_the_instant_model_scores_its_forms_on_a_sample_of_them(
     assert instant_step_seconds(cfg, 10_000, True)["fits"] == instant_step_seconds(cfg, 200, True)["fits"]
 
 
+def test_the_instant_model_scores_its_forms_on_smaller_copies_and_validates_at_full_size(monkeypatch):
+    # the forms' edits of the validation pairs and folds were most of the instant model's time: they are
+    # made at instant_score_size, while the model reads the full thumbnails and its metrics stay at 64x64
+    pairs = exposure_pairs(20, seed=5)
+    val = _Val(torch.from_numpy(pairs.before[:6]), torch.from_numpy(pairs.after[:6]), None)
+    small = val.resized(16)
+    assert small.before.shape[1:3] == (16, 16) and torch.equal(small.feats, val.feats)
+    assert torch.equal(small.conv, val.conv)
+    assert val.resized(64) is val
+    no_edit, small_no_edit = val.per_pair(None), small.per_pair(None)
+    assert torch.allclose(small_no_edit, no_edit, rtol=0.15)  # the same photos, the same distance, roughly
+
+    sizes = []
+    per_pair = _Val.per_pair
+
+    def recorded(self, actor, strength=1.0):
+        sizes.append(self.before.shape[1])
+        return per_pair(self, actor, strength)
+
+    monkeypatch.setattr(_Val, "per_pair", recorded)
+    res = finetune(pairs, base=fresh_base(), seconds=0, seed=0, config=Config(**FAST, instant_score_size=16))
+    assert sizes.count(16) > 20 and set(sizes) == {16, 64}  # every form at 16x16; validation at 64x64
+    m = res.metrics
+    assert m["distill_lambda"] is not None and m["val_delta_e_personal"] < 0.6 * m["val_delta_e_no_edit"]
+    full = finetune(pairs, base=fresh_base(), seconds=0, seed=0, config=Config(**FAST)).metrics
+    assert m["val_delta_e_no_edit"] == full["val_delta_e_no_edit"]  # measured on the same 64x64 pairs
+    fits = [instant_step_seconds(Config(instant_score_size=s), 200, True)["fits"] for s in (64, 16)]
+    assert fits[1] < 0.5 * fits[0]  # and its estimated time knows it
+
+
 def test_with_few_pairs_the_instant_models_copies_are_jittered_less_and_rls_are_not():
     pairs = exposure_pairs(12, seed=4)
     views = torch.from_numpy(pairs.before)
