@@ -492,7 +492,7 @@ class _Val:
         return reward.mean_delta_e(edited, self.target_lab, self.weights)
 
     def delta_e(self, actor: Actor | None, strength: float = 1.0) -> float:
-        """Mean (weighted) dE00 of the actor's edits (None: no edit) to the targets, at 64x64."""
+        """Mean (weighted) dE00 of the actor's edits (None: no edit) to the targets, at the pairs' size."""
         return float(self.per_pair(actor, strength).mean())
 
     def __len__(self):
@@ -511,10 +511,13 @@ class _Val:
         """The same pairs edited and scored at size x size; the model still sees the full thumbnails."""
         if size == self.before.shape[1]:
             return self
-        seen = self.before if self.view is None else self.view
-        return _Val(
-            resize_u8(self.before, size), resize_u8(self.target, size), _resize_w(self.weights, size), seen
-        )
+        # feats and conv, what the model reads, stay the full thumbnails': copied, not computed again
+        small = copy.copy(self)
+        small.before, small.target = resize_u8(self.before, size), resize_u8(self.target, size)
+        small.weights = _resize_w(self.weights, size)
+        small.view = self.before if self.view is None else self.view
+        small.target_lab = reward.srgb_to_lab(small.target)
+        return small
 
 
 # Global strengths tried on validation after fine-tuning; 0 is "no edit", so a published model never
