@@ -77,11 +77,13 @@ def _tone_curve(p: torch.Tensor, k: dict[str, torch.Tensor]) -> torch.Tensor:
     p = p + SHADOWS_AMOUNT * k["shadows"] * p * (1.0 - p) ** 2
     p = (p + BLACKS_AMOUNT * k["blacks"] * (1.0 - p) ** 3).clamp(0.0, 1.0)
 
-    # Contrast: a power S-curve through (pivot, pivot) that keeps 0 and 1 fixed.
+    # Contrast: a power S-curve through (pivot, pivot) that keeps 0 and 1 fixed. Each value needs the
+    # power of one side only, so the sides' bases are picked first and raised once (the costliest op).
     gamma = torch.exp2(CONTRAST_GAMMA_STOPS * k["contrast"])
-    lo = CONTRAST_PIVOT * (p / CONTRAST_PIVOT).clamp_min(0.0) ** gamma
-    hi = 1.0 - (1.0 - CONTRAST_PIVOT) * ((1.0 - p) / (1.0 - CONTRAST_PIVOT)).clamp_min(0.0) ** gamma
-    p = torch.where(p < CONTRAST_PIVOT, lo, hi)
+    below = p < CONTRAST_PIVOT
+    base = torch.where(below, p / CONTRAST_PIVOT, (1.0 - p) / (1.0 - CONTRAST_PIVOT)).clamp_min_(0.0)
+    powered = base.pow_(gamma)
+    p = torch.where(below, CONTRAST_PIVOT * powered, 1.0 - (1.0 - CONTRAST_PIVOT) * powered)
 
     # Brightness: midtone gamma, endpoints fixed (Lightroom's pre-2012 Brightness).
     p = p ** torch.exp2(-BRIGHTNESS_GAMMA_STOPS * k["brightness"])
