@@ -9,7 +9,7 @@ requests per second as ab measured them.
 
 Then, in the same run and on the same cores, the decode-only ceiling: one process per core decoding the
 same file in a loop exactly as the server does (personalize.images.UploadedPhoto.decode at the prediction
-size, under the allocator settings of personalize/malloc.py that every web process applies), no HTTP.
+size, under the allocator settings of rlcore/malloc.py that every web process applies), no HTTP.
 Requests/s over that ceiling is the share of the machine the rest of the request (HTTP, multipart,
 authentication, model, database, the load generator) leaves to decoding; the goal is >= 85 %.
 
@@ -56,7 +56,7 @@ def decode_loop(photo: bytes, seconds: float) -> int:
     django.setup()  # DJANGO_SETTINGS_MODULE set by decode_ceiling
     from personalize.images import inspect_bytes
     from personalize.inference import PREDICTION_SIDE
-    from personalize.malloc import keep_freed_memory
+    from rlcore.malloc import keep_freed_memory
 
     keep_freed_memory()  # the allocator settings every web process runs with (personalize/wsgi.py)
 

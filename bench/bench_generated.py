@@ -41,6 +41,7 @@ from bench import pairs as bench_pairs  # noqa: E402
 from rlcore import stylegen  # noqa: E402
 from rlcore.agent import PairSet, finetune  # noqa: E402
 from rlcore.imageio import thumbnail  # noqa: E402
+from rlcore.malloc import keep_freed_memory  # noqa: E402
 from rlcore.modelfile import BASE_MODEL_PATH, load_model  # noqa: E402
 
 warnings.filterwarnings("ignore")
@@ -157,7 +158,8 @@ def main(argv=None) -> int:
     n = args.styles
     optimum_cache = bench_pairs.CACHE / f"generated-optimum-{n}-{args.style_seed}-{args.data_seed}-v1.npy"
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
+    # initializer: the workers' allocator settings (rlcore/malloc.py)
+    with ProcessPoolExecutor(args.jobs, mp_context=ctx, initializer=keep_freed_memory) as pool:
         if optimum_cache.exists():
             optimum = np.load(optimum_cache)
         else:

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import pairs as bench_pairs  # noqa: E402
 from rlcore.agent import Config, finetune, instant_step_seconds  # noqa: E402
 from rlcore.data import PairSet  # noqa: E402
+from rlcore.malloc import keep_freed_memory  # noqa: E402
 from rlcore.modelfile import BASE_MODEL_PATH, load_model  # noqa: E402
 
 
@@ -70,6 +71,7 @@ def main(argv=None) -> int:
     parser.add_argument("--style", default="warm_film", choices=bench_pairs.STYLES)
     parser.add_argument("--data-seed", type=int, default=0)
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as a worker runs (rlcore/malloc.py)
     torch.set_num_threads(1)
     base = load_model(BASE_MODEL_PATH)
     counts = [int(n) for n in args.pairs.split(",")]

@@ -55,6 +55,7 @@ from bench import pairs as bench_pairs  # noqa: E402
 from bench import photos  # noqa: E402
 from rlcore import editor, reward  # noqa: E402
 from rlcore.agent import Config, PairSet, finetune  # noqa: E402
+from rlcore.malloc import keep_freed_memory  # noqa: E402
 from rlcore.modelfile import BASE_MODEL_PATH, load_model, model_bytes  # noqa: E402
 
 warnings.filterwarnings("ignore")
@@ -341,7 +342,8 @@ def run_benchmark(styles: list[str], plan: Plan, args) -> dict:
     results, refs, efficiency = {}, {}, {}
     context = multiprocessing.get_context("spawn")  # no fork after torch has started its threads
     started = time.monotonic()
-    with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+    # initializer: the workers' allocator settings (rlcore/malloc.py), so that runs get their budgets' worth of work
+    with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=keep_freed_memory) as pool:
         futures = [pool.submit(finetune_task, run, train_size, base_path, plan.data_seed) for run in runs]
         futures += [pool.submit(references_task, style, plan, args.seed) for style in styles]
         if args.efficiency:

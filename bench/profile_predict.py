@@ -98,7 +98,7 @@ def main() -> int:
     _, token = create_or_get_editor(f"profile{os.getpid()}")
     connections.close_all()
     # Made in another process: its 144 MB of temporary arrays would raise glibc's adaptive mmap threshold in
-    # this one and hide the page faults a web process pays (personalize/malloc.py).
+    # this one and hide the page faults a web process pays (rlcore/malloc.py).
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         photo = pool.apply(twelve_megapixel_jpeg)
     boundary = "benchboundary7d1f"

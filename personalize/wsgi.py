@@ -5,10 +5,10 @@ from importlib import import_module
 from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
-from personalize.malloc import keep_freed_memory
+from rlcore.malloc import keep_freed_memory
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "personalize.settings")
-keep_freed_memory()  # no page faults per request for the upload's buffers (personalize/malloc.py)
+keep_freed_memory()  # no page faults per request for the upload's buffers (rlcore/malloc.py)
 application = get_wsgi_application()
 # Import every view now (and with them torch and the model code), not in the first request, then move all
 # objects that exist at this point out of the garbage collector's sight: they live as long as the process,

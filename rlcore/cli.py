@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from rlcore.malloc import keep_freed_memory
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
@@ -312,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()  # rlcore/malloc.py: the searches' and training's buffers reused, not faulted in
     t = time.monotonic()
     try:
         return args.func(args)

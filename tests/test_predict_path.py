@@ -47,7 +47,7 @@ def _faults_per_request(**env) -> float:
 
 @pytest.mark.skipif(not GLIBC, reason="the allocator settings are glibc's")
 def test_web_processes_reuse_freed_buffers_instead_of_faulting_them_in_per_request():
-    """personalize.wsgi keeps freed memory in the process (personalize/malloc.py): with glibc's defaults the
+    """personalize.wsgi keeps freed memory in the process (rlcore/malloc.py): with glibc's defaults the
     same buffers are handed back to the kernel and page-faulted in again on every request."""
     assert _faults_per_request() < 10
     assert _faults_per_request(PERSONALIZE_MALLOC_TUNING="0") > 1000

@@ -6,6 +6,7 @@ Names come from the Celery app module (workers.celery), which is what the web si
 
 from django.conf import settings
 
+from rlcore.malloc import keep_freed_memory
 from workers import imports, training
 from workers.celery import (
     CLEAN_ORPHAN_FILES,
@@ -16,6 +17,8 @@ from workers.celery import (
     SWEEP_STALE_JOBS,
     app,
 )
+
+keep_freed_memory()  # searches and training reuse their buffers instead of faulting them in (rlcore/malloc.py)
 
 # The budget is enforced inside rlcore; time limits catch a job that hangs past it. Each job is sent with
 # limits from its own budget (personalize.jobs.enqueue); these are the ceiling for any message without.
