@@ -186,6 +186,7 @@ class Config:
     few_pairs: int = 24
     few_pairs_jitter: float = 0.5
     aug_target: str = "emulated"  # their targets: "emulated" (rlcore.emulator) or "unchanged" (the after)
+    emulator_size: int = 16  # side of the copies the emulator's loss is measured on
     p_original: float = 0.3  # share of unaugmented befores among sampled states
     # validation, early stopping, checkpointing
     val_every: int = 10  # iterations
@@ -1369,14 +1370,16 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         return _augment_pool(pairs, train_idx, n_copies, strength, seed, cfg.env_size, cfg.aug_target, style)
 
     setup.begin("copies")  # the jittered copies, their targets moved by the style emulator
+    # One emulator for both pools: a copy's target does not depend on how far it was jittered
+    style = None
+    if cfg.aug_target == "emulated" and instant_copies + rl_copies > 0:  # no copies: no targets to move
+        style = emulator.fit(
+            pairs.before[train_idx], pairs.after[train_idx], seed=seed, size=cfg.emulator_size
+        )
     if instant_strength == cfg.aug_strength:  # one pool: the instant model's copies are RL's first
-        pool = jittered_pool(max(instant_copies, rl_copies), cfg.aug_strength)
+        pool = jittered_pool(max(instant_copies, rl_copies), cfg.aug_strength, style)
         instant_pool = pool.head(n_train * (1 + instant_copies))
-    else:  # each its own (with seconds=0, RL's holds just the training befores), one emulator for both:
-        # a copy's target does not depend on how far it was jittered, and a fit costs a second or two
-        style = None
-        if cfg.aug_target == "emulated" and instant_copies + rl_copies > 0:  # no copies: no targets to move
-            style = emulator.fit(pairs.before[train_idx], pairs.after[train_idx], seed=seed)
+    else:  # each its own (with seconds=0, RL's holds just the training befores)
         instant_pool = jittered_pool(instant_copies, instant_strength, style)
         pool = jittered_pool(rl_copies, cfg.aug_strength, style)
     # the instant model comes first: it is the answer for seconds=0, and RL must end better on validation
