@@ -186,7 +186,8 @@ class Config:
     few_pairs: int = 24
     few_pairs_jitter: float = 0.5
     aug_target: str = "emulated"  # their targets: "emulated" (rlcore.emulator) or "unchanged" (the after)
-    emulator_size: int = 16  # side of the copies the emulator's loss is measured on
+    emulator_size: int = 16  # side of the copies the emulator's loss is measured on ...
+    emulator_steps: int = 300  # ... and its Adam steps
     p_original: float = 0.3  # share of unaugmented befores among sampled states
     # validation, early stopping, checkpointing
     val_every: int = 10  # iterations
@@ -1374,7 +1375,11 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     style = None
     if cfg.aug_target == "emulated" and instant_copies + rl_copies > 0:  # no copies: no targets to move
         style = emulator.fit(
-            pairs.before[train_idx], pairs.after[train_idx], seed=seed, size=cfg.emulator_size
+            pairs.before[train_idx],
+            pairs.after[train_idx],
+            seed=seed,
+            size=cfg.emulator_size,
+            steps=cfg.emulator_steps,
         )
     if instant_strength == cfg.aug_strength:  # one pool: the instant model's copies are RL's first
         pool = jittered_pool(max(instant_copies, rl_copies), cfg.aug_strength, style)

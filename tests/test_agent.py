@@ -717,31 +717,32 @@ def test_with_few_pairs_the_instant_models_copies_are_jittered_less_and_rls_are_
     )
 
 
-def test_the_style_emulator_is_fitted_once_per_run_at_its_configured_size(monkeypatch):
+def test_the_style_emulator_is_fitted_once_per_run_as_configured(monkeypatch):
     from rlcore import agent
 
     pairs = exposure_pairs(12, seed=4)
     views = torch.from_numpy(pairs.before)
-    sizes = []
+    fits = []
     real_fit = agent.emulator.fit
 
     def recording_fit(*args, **kwargs):
-        sizes.append(kwargs["size"])
+        fits.append((kwargs["size"], kwargs["steps"]))
         return real_fit(*args, **kwargs)
 
     monkeypatch.setattr(agent.emulator, "fit", recording_fit)
 
     def run(**fields):
-        sizes.clear()
+        fits.clear()
         res = finetune(pairs, base=fresh_base(), seconds=0, seed=0, config=Config(**{**FAST, **fields}))
-        return res.model.predict_actions(views), list(sizes)
+        return res.model.predict_actions(views), list(fits)
 
     # one pool for the instant model and RL, or two (milder copies with few pairs): one fit either way
-    shared, fits = run(few_pairs=0, emulator_size=12)
-    assert fits == [12]
-    assert run(few_pairs=100, few_pairs_jitter=0.5, emulator_size=12)[1] == [12]
-    # the size is the emulator's: other copies' targets, so another model
-    assert not torch.equal(shared, run(few_pairs=0, emulator_size=8)[0])
+    shared, fitted = run(few_pairs=0, emulator_size=12, emulator_steps=50)
+    assert fitted == [(12, 50)]
+    assert run(few_pairs=100, few_pairs_jitter=0.5, emulator_size=12, emulator_steps=50)[1] == [(12, 50)]
+    # the emulator's fit moves the copies' targets, so it makes another model
+    assert not torch.equal(shared, run(few_pairs=0, emulator_size=8, emulator_steps=50)[0])
+    assert not torch.equal(shared, run(few_pairs=0, emulator_size=12, emulator_steps=20)[0])
 
 
 def test_finetune_serves_the_distilled_blend_only_when_it_validates_better_and_it_survives_the_file():
