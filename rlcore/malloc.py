@@ -7,7 +7,8 @@ mapped fresh from the kernel (mmap above a threshold that adapts only up to a po
 is trimmed once more than twice that is free), so each one is page-faulted in again, page by page:
 
 * a full-file prediction: ~1,300 minor faults and ~2 ms of CPU, as much as the rest of the request's parsing;
-* the instant model on 200 pairs: 1.3 million faults and 1.8 s of system time (``bench/bench_instant.py``).
+* the instant model on 200 pairs: 1.1-1.3 million faults and 2.6-2.8 s of system time, against 0.25-0.33
+  million and 1.0 s with the settings below (``bench/bench_instant.py``; docs/agent.md, stop 43).
 
 With a fixed mmap threshold of 32 MB and a trim threshold of 128 MB, freed buffers stay in the process and the
 next allocation reuses them: no page faults in steady state. The price is that a process keeps its peak heap

@@ -57,7 +57,7 @@ def _faults_per_search(**env) -> int:
 @pytest.mark.skipif(not GLIBC, reason="the allocator settings are glibc's")
 def test_worker_processes_reuse_the_searches_buffers_instead_of_faulting_them_in():
     """Measured: ~7,000 minor faults a search with the settings, ~170,000 without (each a page zeroed by the
-    kernel: 1.8 s of the instant model's 20 s at 200 pairs)."""
+    kernel: 1.6-1.8 s of system time of the instant model's ~20 s at 200 pairs)."""
     tuned, untuned = _faults_per_search(), _faults_per_search(PERSONALIZE_MALLOC_TUNING="0")
     assert tuned * 5 < untuned, (tuned, untuned)
 
