@@ -2,6 +2,7 @@
 
 import ctypes
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from personalize.devstack import worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PR_SET_PDEATHSIG = 1
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +32,20 @@ def checkpoint_dir(tmp_path, settings):
     """The workers' local checkpoints (not media storage), per test; subprocess_env uses the same."""
     settings.CHECKPOINT_DIR = str(tmp_path / "checkpoints")
     return tmp_path / "checkpoints"
+
+
+def minor_faults_printed(code: str, **env) -> float:
+    """Runs `code` in a fresh Python (Django's settings module set, then env) and returns the number it printed
+    last: the page faults it counted (rlcore/malloc.py's tests)."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "personalize.settings", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(result.stdout.split()[-1])
 
 
 def database_url_for_subprocess() -> str:

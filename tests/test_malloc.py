@@ -2,17 +2,11 @@
 
 (The web processes' side is in tests/test_predict_path.py.)"""
 
-import os
-import platform
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-from tests.conftest import ROOT
-
-GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+from tests.conftest import GLIBC, minor_faults_printed
 
 # A worker process (it imports the tasks module), then one search of 2,048 edits at once, as the instant
 # model's are, after a first one that warms up whatever is allocated once.
@@ -42,16 +36,8 @@ FAULTS_PER_SEARCH = textwrap.dedent(
 )
 
 
-def _faults_per_search(**env) -> int:
-    result = subprocess.run(
-        [sys.executable, "-c", FAULTS_PER_SEARCH],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "personalize.settings", **env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(result.stdout.split()[-1])
+def _faults_per_search(**env) -> float:
+    return minor_faults_printed(FAULTS_PER_SEARCH, **env)
 
 
 @pytest.mark.skipif(not GLIBC, reason="the allocator settings are glibc's")

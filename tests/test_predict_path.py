@@ -1,17 +1,11 @@
 """The full-file prediction path's costs outside the decode (issue 16): what was cut, and that it stays cut."""
 
 import functools
-import os
-import platform
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-from tests.conftest import ROOT
-
-GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+from tests.conftest import GLIBC, minor_faults_printed
 
 # A prediction's large buffers, roughly: the multipart copy and the bytes of a 2.2 MB upload, twice, and the
 # decoder's 1/8-scale images. Allocated and freed once per "request".
@@ -34,15 +28,7 @@ FAULTS_PER_REQUEST = textwrap.dedent(
 
 
 def _faults_per_request(**env) -> float:
-    result = subprocess.run(
-        [sys.executable, "-c", FAULTS_PER_REQUEST],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "personalize.settings", **env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return float(result.stdout.split()[-1])
+    return minor_faults_printed(FAULTS_PER_REQUEST, **env)
 
 
 @pytest.mark.skipif(not GLIBC, reason="the allocator settings are glibc's")
