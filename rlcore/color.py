@@ -66,6 +66,11 @@ def _srgb_lut(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return lut
 
 
+def _decode_u8(lut: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """lut[codes] (integer codes of any shape): index_select is 2-5x faster than indexing with a tensor."""
+    return lut.index_select(0, codes.reshape(-1).long()).view(codes.shape)
+
+
 def srgb_to_linear(srgb: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """sRGB-encoded values -> linear light.
 
@@ -73,7 +78,7 @@ def srgb_to_linear(srgb: torch.Tensor, dtype: torch.dtype = torch.float32) -> to
     taken as 0-1 and decoded with the piecewise formula in its own dtype (``dtype`` is then ignored).
     """
     if srgb.dtype == torch.uint8:
-        return _srgb_lut(dtype, srgb.device)[srgb.long()]
+        return _decode_u8(_srgb_lut(dtype, srgb.device), srgb)
     if not srgb.is_floating_point():
         raise TypeError(f"srgb_to_linear expects uint8 or a float tensor, got {srgb.dtype}")
     return _decode_float(srgb)
@@ -85,10 +90,21 @@ def linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
     return torch.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1.0 / 2.4) - 0.055)
 
 
+_CONSTANTS: dict[tuple, torch.Tensor] = {}
+
+
+def _constant(values: tuple, like: torch.Tensor) -> torch.Tensor:
+    """values as a tensor of like's dtype and device, made once (a small tensor costs a few us to build)."""
+    key = (values, like.dtype, like.device)
+    tensor = _CONSTANTS.get(key)
+    if tensor is None:
+        tensor = _CONSTANTS[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
+    return tensor
+
+
 def linear_to_xyz(linear: torch.Tensor) -> torch.Tensor:
     """Linear sRGB (..., 3) -> CIE XYZ (..., 3) with Y = 1 for white."""
-    m = torch.tensor(SRGB_TO_XYZ, dtype=linear.dtype, device=linear.device)
-    return linear @ m.T
+    return linear @ _constant(SRGB_TO_XYZ, linear).T
 
 
 def _lab_f(t: torch.Tensor) -> torch.Tensor:
@@ -100,8 +116,7 @@ def _lab_f(t: torch.Tensor) -> torch.Tensor:
 
 def xyz_to_lab(xyz: torch.Tensor) -> torch.Tensor:
     """CIE XYZ (..., 3), Y = 1 for white -> CIELAB (..., 3), L* in 0-100, D65 reference white."""
-    white = torch.tensor(D65_WHITE_XYZ, dtype=xyz.dtype, device=xyz.device)
-    f = _lab_f(xyz / white)
+    f = _lab_f(xyz / _constant(D65_WHITE_XYZ, xyz))
     fx, fy, fz = f.unbind(-1)
     return torch.stack((116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=-1)
 
@@ -120,7 +135,7 @@ def srgb_to_lab_planes(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     n = images.shape[0]
     planar = torch.empty((3, n, images.shape[1], images.shape[2]), dtype=torch.int64, device=images.device)
     planar.copy_(images.permute(3, 0, 1, 2))
-    linear = _srgb_lut(torch.float32, images.device)[planar.view(3, n, -1)]
+    linear = _decode_u8(_srgb_lut(torch.float32, images.device), planar.view(3, n, -1))
     r, g, b = linear[0], linear[1], linear[2]
     fx, fy, fz = (
         _lab_f((row[0] / white) * r + (row[1] / white) * g + (row[2] / white) * b)
