@@ -22,7 +22,7 @@ __all__ = ["N_FEATURES", "KEY_FEATURES", "CONV_THUMB", "features", "conv_input",
 
 CONV_THUMB = 16  # the actor's convolution input side
 
-_Q = torch.tensor([0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99])
+_Q = np.array([0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99], dtype=np.float32)
 _Q3 = _Q[[1, 3, 5]]
 _HIST_BINS = 16
 N_FEATURES = 21 + 7 + 10 + 3 + _HIST_BINS + 2 + 2
@@ -51,59 +51,72 @@ def _as_tensor_u8(images) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
 
 
-def _bin_counts(idx: torch.Tensor, bins: int) -> torch.Tensor:
+# The histograms and their quantiles are counted in numpy: for one 64x64 thumbnail (a prediction) each
+# torch operation costs its dispatch, and torch's int64 broadcasting and indexing are slow on small
+# tensors. The counts are integers and the quantiles comparisons, so they come out exactly as torch's
+# searchsorted gave them; the colour arithmetic stays in torch (rlcore.color), as the reward computes it.
+
+
+def _bin_counts(idx: np.ndarray, bins: int) -> np.ndarray:
     """Each row's histogram (N, bins) of bin numbers idx (N, P) in [0, bins), in one bincount."""
     n = idx.shape[0]
     if n > 1:
-        idx = idx + torch.arange(n).unsqueeze(1) * bins
-    return torch.bincount(idx.reshape(-1), minlength=n * bins).view(n, bins)
+        idx = idx + (np.arange(n) * bins)[:, None]
+    return np.bincount(idx.reshape(-1), minlength=n * bins).reshape(n, bins)
 
 
-def _hist_quantiles(idx: torch.Tensor, bins: int, q: torch.Tensor) -> torch.Tensor:
-    """Quantiles q of each row of bin numbers idx (N, P), as the quantile's bin number + 0.5 (float)."""
-    n, p = idx.shape
-    cdf = _bin_counts(idx, bins).cumsum(1).float() / p
-    return torch.searchsorted(cdf, q.expand(n, -1).contiguous() - 1e-6).clamp_(max=bins - 1).float() + 0.5
+def _hist_quantiles(counts: np.ndarray, p: int, q: np.ndarray) -> np.ndarray:
+    """Quantiles q of each row's histogram counts (N, bins) of p values, as the quantile's bin number + 0.5
+    (float32 (N, len(q))): the first bin whose cumulative share reaches q (less 1e-6, for rounding)."""
+    bins = counts.shape[1]
+    cdf = counts.cumsum(1).astype(np.float32) / np.float32(p)
+    first = (cdf[:, None, :] < (q - np.float32(1e-6))[None, :, None]).sum(2)  # bins whose share is below q
+    return np.minimum(first, bins - 1).astype(np.float32) + np.float32(0.5)
 
 
-def _quantiles(v: torch.Tensor, lo: float, hi: float, bins: int, q: torch.Tensor) -> torch.Tensor:
+def _quantiles(v: np.ndarray, lo: float, hi: float, bins: int, q: np.ndarray) -> np.ndarray:
     """Quantiles q of each row of v (N, P) from a bins-bin histogram on [lo, hi] (sorting is 10x slower)."""
-    idx = ((v - lo) * (bins / (hi - lo))).long().clamp_(0, bins - 1)
-    return lo + _hist_quantiles(idx, bins, q) * ((hi - lo) / bins)
+    width = np.float32((hi - lo) / bins)
+    idx = np.clip(((v - np.float32(lo)) * np.float32(bins / (hi - lo))).astype(np.int64), 0, bins - 1)
+    return np.float32(lo) + _hist_quantiles(_bin_counts(idx, bins), v.shape[1], q) * width
 
 
 def features(thumbs) -> torch.Tensor:
     """Global colour statistics of uint8 thumbnails (N, H, W, 3) -> float32 (N, N_FEATURES), roughly O(1).
 
     Statistics that share a histogram's range are computed in one pass over the stacked channels: for
-    one thumbnail (a prediction) the cost is the number of tensor operations, not the pixels.
+    one thumbnail (a prediction) the cost is the number of operations, not the pixels.
     """
     x = _as_tensor_u8(thumbs)
     n = x.shape[0]
     flat = x.reshape(n, -1, 3)
+    pixels = flat.numpy()
     p = flat.shape[1]
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
     # RGB percentiles: 256 bins of one code value each, so a pixel's bin is its code value.
-    rgb_idx = flat.permute(2, 0, 1).reshape(3 * n, p).long()
-    f_rgb = (_hist_quantiles(rgb_idx, 256, _Q) - 0.5) / 255.0  # (3N, 7)
-    f_rgb = f_rgb.view(3, n, -1).permute(1, 2, 0).reshape(n, -1)  # 21, percentile-major
+    rgb_counts = np.concatenate([_bin_counts(channel, 256) for channel in (red, green, blue)])  # (3N, 256)
+    f_rgb = (_hist_quantiles(rgb_counts, p, _Q) - np.float32(0.5)) / np.float32(255.0)  # (3N, 7)
+    f_rgb = f_rgb.reshape(3, n, -1).transpose(1, 2, 0).reshape(n, -1)  # 21, percentile-major
     linear = srgb_to_linear(flat)  # (N, P, 3)
     lab = xyz_to_lab(linear_to_xyz(linear))
     L = lab[..., 0] / 100.0
     ab = lab[..., 1:].permute(2, 0, 1) / 50.0  # (2, N, P): a*, b*
-    f_L = _quantiles(L, 0.0, 1.0, 200, _Q)  # 7
-    ab_q = _quantiles(ab.reshape(2 * n, p), -2.6, 2.6, 260, _Q3).view(2, n, 3)
-    ab_mean, ab_std = ab.mean(2, keepdim=True), ab.std(2, keepdim=True)
-    f_ab = torch.cat([ab_mean, ab_std, ab_q], 2).permute(1, 0, 2).reshape(n, -1)  # 10: a then b
+    f_L = _quantiles(L.numpy(), 0.0, 1.0, 200, _Q)  # 7
+    ab_q = _quantiles(ab.reshape(2 * n, p).numpy(), -2.6, 2.6, 260, _Q3).reshape(2, n, 3)
+    ab_mean, ab_std = ab.mean(2, keepdim=True).numpy(), ab.std(2, keepdim=True).numpy()
+    f_ab = np.concatenate([ab_mean, ab_std, ab_q], 2).transpose(1, 0, 2).reshape(n, -1)  # 10: a then b
     chroma = torch.sqrt(ab[0] * ab[0] + ab[1] * ab[1])
-    f_c = torch.cat([chroma.mean(1, keepdim=True), _quantiles(chroma, 0.0, 3.0, 150, _Q3[1:])], 1)  # 3
-    bins = (L.clamp(0, 0.9999) * _HIST_BINS).long()
-    hist = _bin_counts(bins, _HIST_BINS).float() / p * 4.0  # 16
-    hi_clip = (flat.amax(-1) >= 254).float().mean(1)
-    lo_clip = (flat.amin(-1) <= 1).float().mean(1)
-    clip = torch.stack([hi_clip, lo_clip], 1) * 4.0  # 2
+    f_c = np.concatenate(
+        [chroma.mean(1, keepdim=True).numpy(), _quantiles(chroma.numpy(), 0.0, 3.0, 150, _Q3[1:])], 1
+    )  # 3
+    bins = (np.clip(L.numpy(), np.float32(0), np.float32(0.9999)) * np.float32(_HIST_BINS)).astype(np.int64)
+    hist = _bin_counts(bins, _HIST_BINS).astype(np.float32) / np.float32(p) * np.float32(4.0)  # 16
+    hi_clip = (np.maximum(np.maximum(red, green), blue) >= 254).mean(1, dtype=np.float32)
+    lo_clip = (np.minimum(np.minimum(red, green), blue) <= 1).mean(1, dtype=np.float32)
+    clip = np.stack([hi_clip, lo_clip], 1) * np.float32(4.0)  # 2
     lin = linear.mean(1) + 1e-3  # (N, 3)
-    gw = torch.log(lin[:, [0, 2]] / lin[:, 1:2])  # 2: log R/G, log B/G
-    return torch.cat([f_rgb, f_L, f_ab, f_c, hist, clip, gw], 1).float()
+    gw = torch.log(lin[:, [0, 2]] / lin[:, 1:2]).numpy()  # 2: log R/G, log B/G
+    return torch.from_numpy(np.concatenate([f_rgb, f_L, f_ab, f_c, hist, clip, gw], 1, dtype=np.float32))
 
 
 def conv_input(thumbs) -> torch.Tensor:

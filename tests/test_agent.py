@@ -861,3 +861,41 @@ def test_a_fit_shrunk_towards_the_linear_style_prior_follows_it_with_few_labels_
         with torch.no_grad():
             assert torch.allclose(near_prior.linear(feats), (xs @ prior.mean).clamp(-1, 1), atol=1e-3)
             assert torch.allclose(near_labels.linear(feats), labels, atol=1e-3)
+
+
+def test_features_are_the_statistics_they_name():
+    """Each group of features against an independent computation: order statistics of the pixels and
+    colour-science's CIELAB in float64. The lightness, a*b* and chroma quantiles come from histograms, so
+    they may sit up to one bin (plus rounding) away from the exact order statistic."""
+    import colour
+    from skimage import data
+
+    from rlcore.imageio import thumbnail
+
+    thumbs = np.concatenate([scenes(3, 7), thumbnail(data.astronaut())[None], thumbnail(data.coffee())[None]])
+    got = features(thumbs).numpy()
+    q = np.array([0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99])
+    for photo, f in zip(thumbs, got, strict=True):
+        rgb = photo.reshape(-1, 3)
+        p = len(rgb)
+        rank = np.ceil((q - 1e-6) * p).astype(int) - 1  # the first value with a share >= q at or below it
+        lab = colour.XYZ_to_Lab(colour.sRGB_to_XYZ(rgb / 255.0))
+        L, a, b = lab[:, 0] / 100, lab[:, 1] / 50, lab[:, 2] / 50
+
+        def near(values, expected, bin_width):
+            return np.all(np.abs(values - expected) <= bin_width + 1e-3)
+
+        np.testing.assert_allclose(f[0:21].reshape(7, 3), np.sort(rgb, 0)[rank] / 255.0, atol=1e-6)
+        assert near(f[21:28], np.sort(L)[rank], 1 / 200)
+        for start, channel in ((28, a), (33, b)):
+            np.testing.assert_allclose(f[start : start + 2], [channel.mean(), channel.std(ddof=1)], atol=1e-3)
+            assert near(f[start + 2 : start + 5], np.sort(channel)[rank[[1, 3, 5]]], 5.2 / 260)
+        chroma = np.hypot(a, b)
+        assert abs(f[38] - chroma.mean()) < 1e-3 and near(f[39:41], np.sort(chroma)[rank[[3, 5]]], 3 / 150)
+        hist = np.bincount(np.minimum((L * 16).astype(int), 15), minlength=16) / p * 4
+        assert np.abs(f[41:57] - hist).sum() <= 4 * 8 / p  # a few pixels on a bin's edge may fall either side
+        np.testing.assert_allclose(
+            f[57:59], [(rgb.max(1) >= 254).mean() * 4, (rgb.min(1) <= 1).mean() * 4], atol=1e-6
+        )
+        linear = colour.models.eotf_sRGB(rgb / 255.0).mean(0) + 1e-3
+        np.testing.assert_allclose(f[59:61], np.log(linear[[0, 2]] / linear[1]), atol=1e-5)
