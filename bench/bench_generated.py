@@ -37,6 +37,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import bench_quality as bq  # noqa: E402
+from bench import machine  # noqa: E402
 from bench import pairs as bench_pairs  # noqa: E402
 from rlcore import stylegen  # noqa: E402
 from rlcore.agent import PairSet, finetune  # noqa: E402
@@ -182,9 +183,12 @@ def main(argv=None) -> int:
     summaries = [summary(rows, k) for k in counts]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
-        json.dumps({"command": command, "summaries": summaries, "rows": rows}, indent=1)
+        json.dumps(
+            {"command": command, "machine": machine.describe(), "summaries": summaries, "rows": rows},
+            indent=1,
+        )
     )
-    print(f"\n{command}\n")
+    print(f"\n{command}\n{machine.summary()}\n")
     print("| pairs | styles | mean gap closed | pooled | instant model's mean s |")
     print("|---|---|---|---|---|")
     for s in summaries:

@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import machine  # noqa: E402
 from bench import pairs as bench_pairs  # noqa: E402
 from rlcore.agent import Config, finetune, instant_step_seconds  # noqa: E402
 from rlcore.data import PairSet  # noqa: E402
@@ -93,6 +94,7 @@ def main(argv=None) -> int:
         eta, left = r["eta_after_search"]
         print(f"| {n} | {r['seconds']:.1f} | {cells} | {r['first_eta']:.1f} / {r['seconds']:.1f} | "
               f"{eta:.1f} / {left:.1f} | {r['polls']} | {r['longest_gap']:.1f} s | {r['val_delta_e']:.3f} |")  # fmt: skip
+    print(machine.summary())
     print("command: .venv/bin/python bench/bench_instant.py " + " ".join(argv or sys.argv[1:]))
     return 0
 

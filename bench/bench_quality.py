@@ -51,8 +51,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import machine, photos  # noqa: E402
 from bench import pairs as bench_pairs  # noqa: E402
-from bench import photos  # noqa: E402
 from rlcore import editor, reward  # noqa: E402
 from rlcore.agent import Config, PairSet, finetune  # noqa: E402
 from rlcore.malloc import keep_freed_memory  # noqa: E402
@@ -449,6 +449,7 @@ def run_benchmark(styles: list[str], plan: Plan, args) -> dict:
         "wall_seconds": round(time.monotonic() - started, 1),
         "jobs": args.jobs,
         "cores": os.cpu_count(),
+        "machine": machine.describe(),
         "base_model": base.metadata.get("model_id"),
         "photos": photos.summary(),
     }
@@ -629,6 +630,7 @@ def main(argv=None) -> int:
     if result["skipped"]:
         print(f"\nskipped (see messages above): {', '.join(result['skipped'])}")
     print(f"\n{result['wall_seconds']:.0f} s wall clock, {args.jobs} processes, {os.cpu_count()} cores")
+    print(machine.summary(result["machine"]))
     print(f"command: {command}")
     return 0
 

@@ -1,4 +1,5 @@
-"""The benchmark's data layer (bench/photos.py, bench/rawtherapee.py): the photo split and RawTherapee calls.
+"""The benchmark's data layer (bench/photos.py, bench/rawtherapee.py): the photo split and RawTherapee calls;
+and bench/machine.py, what its figures record of the machine.
 
 Nothing here downloads: the split is checked on the list itself, and RawTherapee on a synthetic image.
 """
@@ -8,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from bench import photos, rawtherapee
+from bench import machine, photos, rawtherapee
 from rlcore.data import BASE_PHOTOS
 
 needs_rawtherapee = pytest.mark.skipif(rawtherapee.missing() is not None, reason=str(rawtherapee.missing()))
@@ -79,3 +80,13 @@ def test_apply_returns_same_size_edited_images_and_caches_them(tmp_path, monkeyp
     for style, out in results.items():
         again = rawtherapee.apply(style, images, cache_dir=tmp_path / style)
         assert all(np.array_equal(a, b) for a, b in zip(out, again, strict=True))
+
+
+def test_the_machine_record_names_the_code_path_and_versions(monkeypatch):
+    monkeypatch.setenv("MKL_CBWR", "AVX2")
+    record = machine.describe()
+    assert record["mkl_cbwr"] == "AVX2" and record["versions"]["torch"].startswith("2.")
+    line = machine.summary(record)
+    assert record["torch_cpu_capability"] in line and "MKL_CBWR=AVX2" in line
+    monkeypatch.delenv("MKL_CBWR")
+    assert "MKL_CBWR" not in machine.summary()
