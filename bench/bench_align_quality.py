@@ -55,6 +55,7 @@ from bench import bench_quality as bq  # noqa: E402
 from bench import pairs as bench_pairs  # noqa: E402
 from bench import photos  # noqa: E402
 from bench.bench_align import frame_error, make_pair  # noqa: E402
+from bench.cache import save_arrays  # noqa: E402
 from rlcore.agent import PairSet, finetune  # noqa: E402
 from rlcore.imageio import thumbnail  # noqa: E402
 from rlcore.modelfile import BASE_MODEL_PATH, load_model, model_bytes  # noqa: E402
@@ -156,10 +157,7 @@ def cut_pairs(style: str, n: int) -> dict:
         "prepare_seconds": np.array(took),
         "refused": np.array(refused, dtype=str),
     }
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp.npz")
-    np.savez(tmp, **out)
-    tmp.replace(cached)
+    save_arrays(cached, **out)
     out["refused"] = refused
     return out
 

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import bench_quality as bq  # noqa: E402
 from bench import machine  # noqa: E402
 from bench import pairs as bench_pairs  # noqa: E402
+from bench.cache import save_array, save_arrays  # noqa: E402
 from rlcore import stylegen  # noqa: E402
 from rlcore.agent import PairSet, finetune  # noqa: E402
 from rlcore.imageio import thumbnail  # noqa: E402
@@ -75,10 +76,7 @@ def make_data(n_styles: int, style_seed: int, data_seed: int) -> dict[str, np.nd
         return stylegen.apply(styles, which, batch)[0].numpy().reshape(n_styles, *images.shape)
 
     data = {"train": train, "held": held, "train_after": afters(train), "held_after": afters(held)}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, **data)
-    tmp.replace(cache)
+    save_arrays(cache, **data)
     return data
 
 
@@ -166,7 +164,7 @@ def main(argv=None) -> int:
         else:
             jobs = pool.map(optimum_task, [data["held"]] * n, list(data["held_after"]))
             optimum = np.stack(list(tqdm(jobs, total=n, desc="per-image optima")))
-            np.save(optimum_cache, optimum)
+            save_array(optimum_cache, optimum)
         jobs = [
             pool.submit(instant_task, s, k, PairSet(data["train"], data["train_after"][s]),
                         PairSet(data["held"], data["held_after"][s]), args.base, args.config)

@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import machine, photos  # noqa: E402
 from bench import pairs as bench_pairs  # noqa: E402
+from bench.cache import save_arrays  # noqa: E402
 from rlcore import editor, reward  # noqa: E402
 from rlcore.agent import Config, PairSet, finetune  # noqa: E402
 from rlcore.malloc import keep_freed_memory  # noqa: E402
@@ -236,7 +237,7 @@ def references_task(style: str, plan: Plan, seed: int) -> dict:
     t = time.monotonic()
     preset = best_preset(train.before, train.after, plan.cma_iters, seed)
     optimum = per_image_optimum(held.before, held.after, plan.cma_iters, seed)
-    np.savez(cached, preset=preset, optimum=optimum)
+    save_arrays(cached, preset=preset, optimum=optimum)
     return {"style": style, "preset": preset, "optimum": optimum, "seconds": round(time.monotonic() - t, 1)}
 
 

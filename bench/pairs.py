@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from bench import photos, rawtherapee
+from bench.cache import save_arrays
 from bench.styles import STYLES as SYNTHETIC_STYLES
 from bench.styles import camera_befores
 from rlcore.imageio import thumbnail
@@ -98,8 +99,5 @@ def make(style: str, role: str, n: int, seed: int) -> Pairs:
     befores, names = exports(role, n, seed)
     afters = edit(style, befores)
     pairs = Pairs(np.stack([thumbnail(b) for b in befores]), np.stack([thumbnail(a) for a in afters]), names)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp.npz")
-    np.savez(tmp, before=pairs.before, after=pairs.after, photo=np.array(names))
-    tmp.replace(cached)
+    save_arrays(cached, before=pairs.before, after=pairs.after, photo=np.array(names))
     return pairs

@@ -38,6 +38,7 @@ import numpy as np
 import skimage.data
 from PIL import Image, ImageOps
 
+from bench.cache import save_array
 from rlcore.data import sample_photo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +163,7 @@ def load(role: str, max_side: int = 1024, cache_dir: Path | None = None) -> list
         cached = cache_dir / "photos" / str(max_side) / f"{photo.name}.npy"
         if not cached.exists():
             cached.parent.mkdir(parents=True, exist_ok=True)
-            np.save(cached, _decode(photo, max_side, cache_dir))
+            save_array(cached, _decode(photo, max_side, cache_dir))
         out.append((photo.name, np.load(cached)))
     return out
 

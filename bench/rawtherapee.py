@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench.cache import save_array
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = ROOT / "var" / "bench-cache" / "rawtherapee"
 CLI = "rawtherapee-cli"
@@ -75,9 +77,8 @@ def apply(style: str, images: list[np.ndarray], cache_dir: Path | None = None) -
     todo = [i for i, path in enumerate(cached) if not path.exists()]
     if todo:
         outputs = _run(profile, [images[i] for i in todo])
-        cache_dir.mkdir(parents=True, exist_ok=True)
         for i, out in zip(todo, outputs, strict=True):
-            np.save(cached[i], out)
+            save_array(cached[i], out)
     return [np.load(path) for path in cached]
 
 
