@@ -68,6 +68,7 @@ from rlcore.networks import (
     LinearPolicy,
     LinearStylePrior,
     StyleActor,
+    blended,
     hedged,
     torch_threads,
 )
@@ -565,6 +566,17 @@ def _clearly_better(new: torch.Tensor, old: torch.Tensor) -> bool:
     return float(gains.mean()) >= max(STRENGTH_MARGIN, noise)
 
 
+def _evidence_share(new: torch.Tensor, old: torch.Tensor) -> float:
+    """How much of `new` to serve beside `old`, from their per-pair validation dE00: 0 where its mean gain is
+    at most half what ``_clearly_better`` asks, 1 from one and a half times that, linear between (a half at
+    exactly that). A hard switch at the threshold flips between two different policies on a last-bit
+    difference in the scores (a CPU's other rounding); a ramp moves the served policy a little instead."""
+    gains = old - new
+    noise = float(gains.std() / len(gains) ** 0.5) if len(gains) > 1 else float("inf")
+    evidence = float(gains.mean()) / max(STRENGTH_MARGIN, noise)
+    return min(1.0, max(0.0, evidence - 0.5))
+
+
 # Ridge penalties tried by ``distill`` (standardised features, ~1,000 states): small ones let the policy
 # follow the photo closely, large ones tend to one slider vector for every photo (a preset).
 RIDGE_LAMBDAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
@@ -657,11 +669,35 @@ class DistillForm:
     prior: bool = False  # shrunk towards a LinearStylePrior's mean in its covariance, not towards a preset
 
 
+@dataclass(frozen=True)
+class BlendedForms:
+    """Two forms served together, share * first + (1 - share) * second (``distill``'s choice where the
+    evidence for the key statistics is neither clear nor absent); second None: the actor alone."""
+
+    first: DistillForm
+    second: DistillForm | None
+    share: float
+
+    @property
+    def penalty(self) -> float | None:  # the larger part's, as a run's metrics report it
+        larger = self.first if self.share >= 0.5 or self.second is None else self.second
+        return larger.penalty
+
+
 def fit_distilled(
     actor: Actor, actor_actions: torch.Tensor, feats: torch.Tensor, best_a: torch.Tensor, fit: torch.Tensor,
-    form: DistillForm, metric: LabelMetric | None = None, linear_prior: LinearStylePrior | None = None,
+    form: DistillForm | BlendedForms | None, metric: LabelMetric | None = None,
+    linear_prior: LinearStylePrior | None = None,
 ) -> DistilledActor:  # fmt: skip
-    """The policy of `form`: the actor and ``fit_linear``'s policy, each at its share."""
+    """The policy of `form`: the actor and ``fit_linear``'s policy, each at its share (None: the actor)."""
+    if form is None:
+        return DistilledActor(actor, LinearPolicy(), mix=0.0, actor_share=1.0).eval()
+    if isinstance(form, BlendedForms):
+        return blended(
+            *(fit_distilled(actor, actor_actions, feats, best_a, fit, f, metric, linear_prior)
+              for f in (form.first, form.second)),
+            form.share,
+        )  # fmt: skip
     linear = fit_linear(actor_actions, feats, best_a, fit, form, metric, linear_prior)
     return DistilledActor(actor, linear, form.linear_share, form.actor_share).eval()
 
@@ -752,7 +788,7 @@ def distill(
     metric: LabelMetric | None = None,
     linear_prior: LinearStylePrior | None = None,
     on_fit: Callable[[], None] | None = None,
-) -> tuple[DistilledActor | None, DistillForm | None]:
+) -> tuple[DistilledActor | None, DistillForm | BlendedForms | None]:
     """The RL actor combined with a linear policy fitted to the search's best confirmed actions.
 
     feats (P, F), conv (P, 3, 16, 16), best_a (P, 12), best_r (P,): every training state's inputs and the
@@ -770,9 +806,10 @@ def distill(
     confirmed action.
 
     key_statistics: each form is also fitted on ``KEY_FEATURES`` alone (the statistics photo-dependent
-    edits answer to; the other weights 0), and served only where it is clearly better (``_clearly_better``
-    on the same per-pair scores) than the best on every feature: with a few photos, all 61 statistics
-    let the fit follow whatever else those photos have in common.
+    edits answer to; the other weights 0), and served where it is clearly better (``_clearly_better`` on
+    the same per-pair scores) than the best on every feature: with a few photos, all 61 statistics let the
+    fit follow whatever else those photos have in common. Near that threshold the two are served blended
+    (``_evidence_share``, ``BlendedForms``).
 
     metric: each form is also fitted with every state's label error weighed by its ``slider_metric``
     (``DistillForm.weighted``), and those compete with the plain fits under the same rules.
@@ -820,8 +857,14 @@ def distill(
         best = max(near, key=lambda f: (f.penalty, -total[f]))
     if key_statistics:  # the fewer statistics must earn their place: clearly better, not by a lucky pair
         best_key = min((f for f in scores if f is not None and f.key_only), key=total.get)
-        if _clearly_better(scores[best_key], scores[best]):
+        share = _evidence_share(scores[best_key], scores[best])
+        if share == 1.0:
             best = best_key
+        elif share > 0.0:
+            second = (
+                full[best] if best is not None else fit_distilled(actor, actor_a, feats, best_a, keep, None)
+            )
+            return blended(full[best_key], second, share), BlendedForms(best_key, best, share)
     return (None, None) if best is None else (full[best], best)
 
 

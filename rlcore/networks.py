@@ -156,6 +156,32 @@ class DistilledActor(nn.Module):
         return a
 
 
+def blended(first: DistilledActor, second: DistilledActor, share: float) -> DistilledActor:
+    """share * first + (1 - share) * second as one DistilledActor, for two distilled policies of the same
+    actor (neither hedged): the actor's shares add up and the two linear policies become one, on raw
+    statistics, whose clamp to [-1, 1] then applies to their weighted sum rather than to each."""
+    if first.actor is not second.actor or first.other is not None or second.other is not None:
+        raise ValueError("only two distilled policies of one actor, neither hedged, can be blended")
+    parts = [
+        (policy, weight * float(policy.mix)) for policy, weight in ((first, share), (second, 1.0 - share))
+    ]
+    mix = sum(weight for _, weight in parts)
+    actor_share = share * float(first.actor_share) + (1.0 - share) * float(second.actor_share)
+    linear = LinearPolicy(first.linear.linear.in_features, first.linear.linear.out_features)
+    weight = torch.zeros_like(linear.linear.weight, dtype=torch.float64)
+    bias = torch.zeros_like(linear.linear.bias, dtype=torch.float64)
+    for policy, part in parts:
+        if part == 0:
+            continue
+        raw = policy.linear.linear.weight.double() / policy.linear.feat_std.double()  # on raw statistics
+        weight += (part / mix) * raw
+        bias += (part / mix) * (policy.linear.linear.bias.double() - raw @ policy.linear.feat_mean.double())
+    with torch.no_grad():
+        linear.linear.weight.copy_(weight)
+        linear.linear.bias.copy_(bias)
+    return DistilledActor(first.actor, linear, mix, actor_share).eval()
+
+
 def hedged(policy: nn.Module, other: nn.Module, share: float) -> DistilledActor:
     """share * policy + (1 - share) * other, as one DistilledActor: policy an actor or a DistilledActor
     without another policy, other an actor or a DistilledActor of the same architecture (kept as it is)."""

@@ -621,6 +621,42 @@ def test_a_hedged_policy_is_the_mean_of_two_policies_and_survives_the_file():
             hedged(both, instant, 0.5)
 
 
+def test_two_distilled_forms_blend_into_one_policy_that_survives_the_file():
+    """networks.blended: share * one distilled policy + (1 - share) * another of the same actor, as one
+    linear policy on raw statistics (their standardisations differ); the key statistics' evidence ramps the
+    share from 0 to 1 around the threshold that used to switch (agent._evidence_share)."""
+    from rlcore.agent import STRENGTH_MARGIN, _evidence_share
+    from rlcore.modelfile import load_model, model_bytes
+    from rlcore.networks import DistilledActor, LinearPolicy, blended
+
+    x = scenes(6, 4)
+    feats, conv = features(x), conv_input(x)
+    actor = fresh_base(1).actor
+    policies = []
+    for seed, (mix, actor_share) in enumerate(((1.0, 0.0), (0.5, 0.5))):
+        torch.manual_seed(seed)
+        linear = LinearPolicy()
+        torch.nn.init.normal_(linear.linear.weight, std=0.02)
+        linear.feat_mean.normal_()
+        linear.feat_std.uniform_(0.5, 2.0)
+        policies.append(DistilledActor(actor, linear, mix=mix, actor_share=actor_share).eval())
+    for share in (0.0, 0.3, 1.0):
+        both = blended(*policies, share)
+        with torch.no_grad():
+            expected = share * policies[0](feats, conv) + (1 - share) * policies[1](feats, conv)
+            assert torch.allclose(both(feats, conv), expected, atol=1e-5)
+    loaded = load_model(model_bytes(PersonalModel(both, None)))
+    assert torch.allclose(loaded.predict_actions(x), PersonalModel(both, None).predict_actions(x), atol=1e-6)
+    with pytest.raises(ValueError, match="one actor"):
+        blended(policies[0], DistilledActor(fresh_base(2).actor, LinearPolicy()), 0.5)
+
+    old = torch.full((8,), 5.0)
+    assert _evidence_share(old, old) == 0.0 and _evidence_share(old - 1.0, old) == 1.0
+    # a half where it used to switch from one to the other
+    assert _evidence_share(old - STRENGTH_MARGIN, old) == pytest.approx(0.5, abs=1e-3)
+    assert _evidence_share(old - 0.75 * STRENGTH_MARGIN, old) == pytest.approx(0.25, abs=1e-3)
+
+
 def test_the_instant_model_fits_the_searched_actions_of_the_pairs():
     """seconds=0: no RL, but each training pair's black-box search gives the linear policy its data."""
     pairs = exposure_pairs(20, seed=5)
