@@ -558,23 +558,26 @@ def calibrate_strength(
     return best, scores
 
 
-def _clearly_better(new: torch.Tensor, old: torch.Tensor) -> bool:
-    """Whether per-pair validation dE00 `new` beats `old` by STRENGTH_MARGIN on average and by more than
-    the standard error of the per-pair gains (one lucky pair among a few is not evidence)."""
+def _evidence(new: torch.Tensor, old: torch.Tensor) -> float:
+    """How far per-pair validation dE00 `new` beats `old`: the mean gain over the larger of STRENGTH_MARGIN
+    and the standard error of the per-pair gains (one lucky pair among a few is not evidence)."""
     gains = old - new
     noise = float(gains.std() / len(gains) ** 0.5) if len(gains) > 1 else float("inf")
-    return float(gains.mean()) >= max(STRENGTH_MARGIN, noise)
+    return float(gains.mean()) / max(STRENGTH_MARGIN, noise)
+
+
+def _clearly_better(new: torch.Tensor, old: torch.Tensor) -> bool:
+    """Whether `new` beats `old` by STRENGTH_MARGIN on average and by more than the per-pair gains'
+    standard error (``_evidence`` of at least 1)."""
+    return _evidence(new, old) >= 1.0
 
 
 def _evidence_share(new: torch.Tensor, old: torch.Tensor) -> float:
-    """How much of `new` to serve beside `old`, from their per-pair validation dE00: 0 where its mean gain is
-    at most half what ``_clearly_better`` asks, 1 from one and a half times that, linear between (a half at
-    exactly that). A hard switch at the threshold flips between two different policies on a last-bit
-    difference in the scores (a CPU's other rounding); a ramp moves the served policy a little instead."""
-    gains = old - new
-    noise = float(gains.std() / len(gains) ** 0.5) if len(gains) > 1 else float("inf")
-    evidence = float(gains.mean()) / max(STRENGTH_MARGIN, noise)
-    return min(1.0, max(0.0, evidence - 0.5))
+    """How much of `new` to serve beside `old`: 0 up to half the evidence ``_clearly_better`` asks, 1 from one
+    and a half times it, linear between (a half at exactly that). A hard switch at the threshold flips
+    between two different policies on a last-bit difference in the scores (a CPU's other rounding); a ramp
+    moves the served policy a little instead."""
+    return min(1.0, max(0.0, _evidence(new, old) - 0.5))
 
 
 # Ridge penalties tried by ``distill`` (standardised features, ~1,000 states): small ones let the policy

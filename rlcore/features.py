@@ -99,9 +99,9 @@ def features(thumbs) -> torch.Tensor:
     f_rgb = f_rgb.reshape(3, n, -1).transpose(1, 2, 0).reshape(n, -1)  # 21, percentile-major
     linear = srgb_to_linear(flat)  # (N, P, 3)
     lab = xyz_to_lab(linear_to_xyz(linear))
-    L = lab[..., 0] / 100.0
+    L = (lab[..., 0] / 100.0).numpy()
     ab = lab[..., 1:].permute(2, 0, 1) / 50.0  # (2, N, P): a*, b*
-    f_L = _quantiles(L.numpy(), 0.0, 1.0, 200, _Q)  # 7
+    f_L = _quantiles(L, 0.0, 1.0, 200, _Q)  # 7
     ab_q = _quantiles(ab.reshape(2 * n, p).numpy(), -2.6, 2.6, 260, _Q3).reshape(2, n, 3)
     ab_mean, ab_std = ab.mean(2, keepdim=True).numpy(), ab.std(2, keepdim=True).numpy()
     f_ab = np.concatenate([ab_mean, ab_std, ab_q], 2).transpose(1, 0, 2).reshape(n, -1)  # 10: a then b
@@ -109,7 +109,7 @@ def features(thumbs) -> torch.Tensor:
     f_c = np.concatenate(
         [chroma.mean(1, keepdim=True).numpy(), _quantiles(chroma.numpy(), 0.0, 3.0, 150, _Q3[1:])], 1
     )  # 3
-    bins = (np.clip(L.numpy(), np.float32(0), np.float32(0.9999)) * np.float32(_HIST_BINS)).astype(np.int64)
+    bins = (np.clip(L, np.float32(0), np.float32(0.9999)) * np.float32(_HIST_BINS)).astype(np.int64)
     hist = _bin_counts(bins, _HIST_BINS).astype(np.float32) / np.float32(p) * np.float32(4.0)  # 16
     hi_clip = (np.maximum(np.maximum(red, green), blue) >= 254).mean(1, dtype=np.float32)
     lo_clip = (np.minimum(np.minimum(red, green), blue) <= 1).mean(1, dtype=np.float32)
