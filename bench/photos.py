@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ import numpy as np
 import skimage.data
 from PIL import Image, ImageOps
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: `bench` and `rlcore` importable
 from bench.cache import save_array
 from rlcore.data import sample_photo
 

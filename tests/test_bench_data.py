@@ -5,6 +5,9 @@ Nothing here downloads: the split is checked on the list itself, and RawTherapee
 """
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,3 +93,23 @@ def test_the_machine_record_names_the_code_path_and_versions(monkeypatch):
     assert record["torch_cpu_capability"] in line and "MKL_CBWR=AVX2" in line
     monkeypatch.delenv("MKL_CBWR")
     assert "MKL_CBWR" not in machine.summary()
+
+
+def test_every_benchmark_script_runs_as_the_docs_call_it(tmp_path):
+    """`.venv/bin/python bench/X.py --help` from any directory: a script that imports `bench` or `rlcore`
+    without putting the repository on sys.path first fails at once (bench/photos.py did, stop 44)."""
+    bench_dir = Path(photos.__file__).resolve().parent
+    scripts = sorted(p for p in bench_dir.glob("*.py") if 'if __name__ == "__main__":' in p.read_text())
+    assert len(scripts) >= 10
+    runs = {
+        p.name: subprocess.Popen(
+            [sys.executable, str(p), "--help"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in scripts
+    }
+    failed = {name: run.communicate(timeout=120)[1][-400:] for name, run in runs.items()}
+    assert {name: err for name, err in failed.items() if runs[name].returncode != 0} == {}
