@@ -39,7 +39,8 @@ import numpy as np
 import skimage.data
 from PIL import Image, ImageOps
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: `bench` and `rlcore` importable
+# Run as a script (the documented --export): `bench` and `rlcore` become importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.cache import save_array
 from rlcore.data import sample_photo
 
