@@ -36,10 +36,13 @@ def _progress_bar(total_label: str):
             state["n"] = n
         val = "-" if p.val_delta_e != p.val_delta_e else f"{p.val_delta_e:.3f}"
         eta = "-" if p.eta_seconds != p.eta_seconds else f"{p.eta_seconds:.0f}s"  # nan: not known yet
-        bar.set_postfix_str(
-            f"step={p.step} eps={p.epsilon:.3f} reward={p.reward:+.3f} valdE00={val} eta={eta}",
-            refresh=False,
-        )
+        if p.reward != p.reward:  # nan: no environment step yet (the instant model, the prior's data)
+            bar.set_postfix_str(f"before RL, eta={eta}", refresh=False)
+        else:
+            bar.set_postfix_str(
+                f"step={p.step} eps={p.epsilon:.3f} reward={p.reward:+.3f} valdE00={val} eta={eta}",
+                refresh=False,
+            )
 
     return bar, on_progress
 

@@ -247,3 +247,19 @@ def test_face_weight_without_masks_uses_detected_faces(tmp_path):
     # no faces in these generated photos: uniform weights of 1, but weights are there
     assert ps.weights is not None and ps.weights.shape == (2, 64, 64)
     assert np.allclose(ps.weights, 1.0)
+
+
+def test_the_progress_bar_names_the_phase_before_rl_and_rl_s_figures_after():
+    """Before the first environment step (the instant model's searches and fits) there is no reward to show:
+    the bar says so instead of printing `reward=+nan`; from RL's first step on, its figures."""
+    from rlcore.agent import Progress
+    from rlcore.cli import _progress_bar
+
+    bar, on_progress = _progress_bar("finetune")
+    try:
+        on_progress(Progress(0, 0.2, 7.6, 0.3, float("nan"), float("nan")))
+        assert bar.postfix == "before RL, eta=8s"
+        on_progress(Progress(40, 0.5, 30.0, 0.2, 0.25, 4.5))
+        assert bar.postfix == "step=40 eps=0.200 reward=+0.250 valdE00=4.500 eta=30s"
+    finally:
+        bar.close()
