@@ -1056,3 +1056,14 @@ def test_import_without_waiting_and_import_status(run, env, tmp_path):
 def test_import_of_a_missing_file_exits_2(run, env, tmp_path):
     code, _, err = run("import", tmp_path / "nope.zip")
     assert code == 2 and "file not found" in err and env.log == []
+
+
+def test_train_seconds_0_asks_for_the_instant_model_and_negative_is_a_usage_error(run, env):
+    """The API takes `seconds: 0` (the instant model alone); the client passes it on, and refuses -1 itself."""
+    seed_pairs(env)
+    code, _, err = run("train", "--seconds", "0", "--wait", "--poll", "0")
+    assert code == 0, err
+    assert env.jobs[0]["request"] == {"seconds": 0}
+    code, _, err = run("train", "--seconds", "-1")
+    assert code == 2 and "must be at least 0" in err
+    assert len(env.jobs) == 1

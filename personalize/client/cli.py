@@ -62,6 +62,13 @@ def positive_int(raw: str) -> int:
     return value
 
 
+def non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be at least 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -111,7 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
 
     sub = command("train", cmd_train, "start training a personal model on your pairs")
-    sub.add_argument("--seconds", type=positive_int, help="training budget (default: the server's)")
+    sub.add_argument(
+        "--seconds",
+        type=non_negative_int,
+        help="training budget (default: the server's); 0: the instant model alone, ready in seconds",
+    )
     sub.add_argument("--face-weight", type=float, help="extra weight on faces (0 to 10)")
     sub.add_argument("--seed", type=int, help="random seed")
     sub.add_argument("--tag", help="train only on pairs with this tag")
