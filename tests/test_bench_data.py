@@ -111,5 +111,5 @@ def test_every_benchmark_script_runs_as_the_docs_call_it(tmp_path):
         )
         for p in scripts
     }
-    failed = {name: run.communicate(timeout=120)[1][-400:] for name, run in runs.items()}
-    assert {name: err for name, err in failed.items() if runs[name].returncode != 0} == {}
+    stderr = {name: run.communicate(timeout=120)[1][-400:] for name, run in runs.items()}
+    assert {name: err for name, err in stderr.items() if runs[name].returncode != 0} == {}
