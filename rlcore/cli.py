@@ -256,7 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
         "distort-and-recover enhancer (the base shipped until 2026-11-26)",
     )
     s.add_argument("--out", required=True, help="model file to write")
-    s.add_argument("--seconds", type=float, default=300.0, help="time budget (default 300)")
+    s.add_argument(
+        "--seconds",
+        type=float,
+        default=300.0,
+        help="time budget of the training (default 300); building the styles' data and the linear prior's "
+        "search come on top (about a third more at small budgets, ~15 minutes at 3000: rlcore/assets/BASE_MODEL.md)",
+    )
     s.add_argument("--seed", type=int, default=0)
     s.add_argument(
         "--styles",
