@@ -120,7 +120,8 @@ def test_finetune_predict_evaluate(tmp_path, capsys, tiny_base):
     summary = json.loads(out)
     assert summary["bytes"] == out_model.stat().st_size
     assert summary["train_pairs"] == 5 and summary["val_pairs"] == 1
-    assert "step=" in err  # the progress bar on stderr
+    # the progress bar on stderr: RL's figures, or only "before RL" where the instant model took the budget
+    assert "finetune:" in err and ("step=" in err or "before RL, eta=" in err)
     assert load_model(out_model).metadata["kind"] == "personal"
 
     img = tmp_path / "x.png"
