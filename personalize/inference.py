@@ -146,7 +146,10 @@ def model_for(user) -> ServedModel:
 
 def scale(adjustments: dict[str, int], strength: float) -> dict[str, int]:
     """Scale every slider by `strength` (0..2), rounded and clipped to the editor's range."""
-    return {name: int(np.clip(round(adjustments.get(name, 0) * strength), -100, 100)) for name in ADJUSTMENTS}
+    # min/max, not np.clip: numpy's per-call overhead on 12 scalars was ~0.2 ms of every prediction
+    return {
+        name: min(100, max(-100, int(round(adjustments.get(name, 0) * strength)))) for name in ADJUSTMENTS
+    }
 
 
 def predict(user, image: np.ndarray, strength: float = 1.0) -> tuple[dict[str, int], ServedModel]:

@@ -261,3 +261,16 @@ def test_a_single_prediction_is_logged_in_one_statement_and_a_batch_in_one_inser
     assert sum(q["sql"].startswith("INSERT") for q in batch.captured_queries) == 1
     logged = list(Prediction.objects.order_by("id").values_list("adjustments", "strength", "latency_ms"))
     assert logged == [({"exposure": 5}, 1.0, 30.0), ({"exposure": 1}, 0.5, 5.0), ({"exposure": 2}, 0.5, 5.0)]
+
+
+def test_strength_scales_every_slider_rounded_half_to_even_and_clipped_to_the_editor_range():
+    from personalize.inference import scale
+    from rlcore.editor import ADJUSTMENTS
+
+    adjustments = {"exposure": 25, "contrast": -60, "fade": 3, "tint": 100}
+    assert scale(adjustments, 1.0) == {name: adjustments.get(name, 0) for name in ADJUSTMENTS}
+    half = scale(adjustments, 0.5)
+    assert (half["exposure"], half["contrast"], half["fade"], half["tint"]) == (12, -30, 2, 50)
+    double = scale(adjustments, 2.0)
+    assert (double["exposure"], double["contrast"], double["fade"], double["tint"]) == (50, -100, 6, 100)
+    assert set(scale({}, 2.0).values()) == {0} and all(type(v) is int for v in double.values())
