@@ -682,9 +682,10 @@ class BlendedForms:
     share: float
 
     @property
-    def penalty(self) -> float | None:  # the larger part's, as a run's metrics report it
-        larger = self.first if self.share >= 0.5 or self.second is None else self.second
-        return larger.penalty
+    def penalty(self) -> float | None:  # the larger part's, as a run's metrics report it (None: the actor's)
+        if self.share >= 0.5:
+            return self.first.penalty
+        return None if self.second is None else self.second.penalty
 
 
 def fit_distilled(

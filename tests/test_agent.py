@@ -657,6 +657,15 @@ def test_two_distilled_forms_blend_into_one_policy_that_survives_the_file():
     assert _evidence_share(old - 0.75 * STRENGTH_MARGIN, old) == pytest.approx(0.25, abs=1e-3)
 
 
+def test_a_blend_reports_the_penalty_of_its_larger_part():
+    from rlcore.agent import BlendedForms, DistillForm
+
+    key, prior = DistillForm(0.0, 1.0, 3.0, key_only=True), DistillForm(0.0, 1.0, 1000.0, prior=True)
+    assert BlendedForms(key, prior, 0.7).penalty == 3.0 and BlendedForms(key, prior, 0.3).penalty == 1000.0
+    assert BlendedForms(key, None, 0.7).penalty == 3.0
+    assert BlendedForms(key, None, 0.3).penalty is None  # mostly the actor alone, which has none
+
+
 def test_the_instant_model_fits_the_searched_actions_of_the_pairs():
     """seconds=0: no RL, but each training pair's black-box search gives the linear policy its data."""
     pairs = exposure_pairs(20, seed=5)
