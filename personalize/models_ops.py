@@ -64,10 +64,12 @@ _LOG_FIELDS = [Prediction._meta.get_field(name) for name in (
 
 
 def _insert(rows: list[Prediction]) -> None:
-    """rows as one INSERT in autocommit, their values converted by each field as the ORM converts them.
+    """rows as one INSERT in autocommit, their values converted by each field as the ORM converts them. At
+    most a batch's previews (inference.BATCH_MAX_PREVIEWS, 64: 448 parameters, within every backend's limit).
 
     Written out because it runs with every prediction: Model.save (or bulk_create's transaction around
-    one statement) built and compiled the same INSERT each time, ~0.6 ms of a full-file prediction's CPU.
+    one statement) built and compiled the same INSERT each time (the log's phase of a full-file prediction
+    0.69-0.83 ms, now 0.48-0.54: bench/profile_predict.py).
     """
     connection = connections[router.db_for_write(Prediction)]
     qn = connection.ops.quote_name
