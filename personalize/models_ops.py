@@ -58,9 +58,8 @@ def log_predictions(
         histogram.observe(share / 1000)
 
 
-_LOG_FIELDS = [Prediction._meta.get_field(name) for name in (
-    "owner", "model", "model_kind", "adjustments", "strength", "latency_ms", "created_at"
-)]  # fmt: skip
+# Every column but the key, from the model itself: a field added to Prediction is written as save() would.
+_LOG_FIELDS = [field for field in Prediction._meta.concrete_fields if not field.primary_key]
 
 
 def _insert(rows: list[Prediction]) -> None:

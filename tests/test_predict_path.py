@@ -265,7 +265,7 @@ def test_a_single_prediction_is_logged_in_one_statement_and_a_batch_in_one_inser
 
 @pytest.mark.django_db(transaction=True)
 def test_the_log_is_written_as_the_orm_would_write_it():
-    """log_predictions' INSERT is written out (the ORM's building of it cost ~0.6 ms a prediction): each
+    """log_predictions' INSERT is written out (the ORM's building of it cost 0.2-0.3 ms a prediction): each
     field converted by the field itself, so a row reads back exactly as one Model.save() stored."""
     from django.utils import timezone
 
