@@ -1,4 +1,5 @@
-"""Command line: python -m rlcore {train-base, choose-default, fit-linear-prior, finetune, predict, apply, evaluate}.
+"""Command line: python -m rlcore {train-base, choose-default, fit-linear-prior, fit-inverse, finetune, predict, apply,
+evaluate}.
 
 A stable contract (outside evaluations drive it exactly as documented in the README): results on stdout
 (JSON), progress bars and warnings on stderr, errors as one line on stderr with a non-zero exit status.
@@ -104,6 +105,34 @@ def cmd_choose_default(args) -> int:
                       "was": before.metadata.get("model_id"), "strength": model.strength,
                       "was_strength": before.strength, "default_untouched": metrics["default_untouched"],
                       "default_share_closer": metrics["default_share_closer"]}))  # fmt: skip
+    return 0
+
+
+def cmd_fit_inverse(args) -> int:
+    from tqdm import tqdm
+
+    from rlcore.data import load_images
+    from rlcore.inverse import InverseConfig, with_inverse
+    from rlcore.modelfile import load_model
+
+    before = load_model(args.model)
+    if before.metadata.get("kind") not in ("base", "prior"):
+        raise CLIError(f"{args.model} is not a base model (kind {before.metadata.get('kind')!r})")
+    config = InverseConfig()
+    if args.examples is not None:
+        config.examples = args.examples
+    bar = tqdm(total=1000, file=sys.stderr, desc="fit-inverse", unit="‰", dynamic_ncols=True, mininterval=0.5)
+
+    def on_progress(fraction: float) -> None:
+        bar.update(int(round(fraction * 1000)) - bar.n)
+
+    try:
+        model = with_inverse(before, load_images(args.images), config, args.seed, on_progress)
+    finally:
+        bar.close()
+    size = _save(model, args.out)
+    print(json.dumps({"out": args.out, "bytes": size, "model_id": model.metadata["model_id"],
+                      "was": before.metadata.get("model_id"), **model.metadata["inverse"]["metrics"]}))  # fmt: skip
     return 0
 
 
@@ -290,6 +319,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="model file to write")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_fit_linear_prior)
+
+    s = sub.add_parser(
+        "fit-inverse",
+        help="a base model's inverse of the editor (where fine-tuning's searches start) trained again (same networks)",
+    )
+    s.add_argument("--model", required=True, help="the base model (kind 'prior' or 'base')")
+    s.add_argument("--images", required=True, help="a folder of photos to edit at random (the base's own)")
+    s.add_argument("--out", required=True, help="model file to write")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--examples", type=int, help="random edits to train on (default 240,000: about 5 minutes)")
+    s.set_defaults(func=cmd_fit_inverse)
 
     s = sub.add_parser("finetune", help="learn one editor's style from a pairs directory")
     s.add_argument("--pairs", required=True, help="directory with before/ and after/ (and optional masks/)")

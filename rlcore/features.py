@@ -17,8 +17,17 @@ import torch
 import torch.nn.functional as F
 
 from rlcore.color import linear_to_xyz, srgb_to_linear, xyz_to_lab
+from rlcore.editor import LUMA
 
-__all__ = ["N_FEATURES", "KEY_FEATURES", "CONV_THUMB", "features", "conv_input", "resize_u8"]
+__all__ = [
+    "N_FEATURES",
+    "KEY_FEATURES",
+    "CONV_THUMB",
+    "features",
+    "conv_input",
+    "edit_statistics",
+    "resize_u8",
+]
 
 CONV_THUMB = 16  # the actor's convolution input side
 
@@ -117,6 +126,46 @@ def features(thumbs) -> torch.Tensor:
     lin = linear.mean(1) + 1e-3  # (N, 3)
     gw = torch.log(lin[:, [0, 2]] / lin[:, 1:2]).numpy()  # 2: log R/G, log B/G
     return torch.from_numpy(np.concatenate([f_rgb, f_L, f_ab, f_c, hist, clip, gw], 1, dtype=np.float32))
+
+
+TRANSFER_BINS = 8  # edit_statistics' tone bins: equal shares of a photo's pixels
+N_EDIT_STATISTICS = 3 * N_FEATURES + TRANSFER_BINS * (8 + 6)
+
+
+def edit_statistics(before, after) -> torch.Tensor:
+    """What an edit did to each photo: uint8 pairs (N, H, W, 3) -> float32 (N, N_EDIT_STATISTICS), for
+    rlcore.networks.InverseEditor (H * W a multiple of TRANSFER_BINS).
+
+    The editor acts on each pixel alone (rlcore.editor), so an edit is a map from colours to colours; these
+    sample it where the photo has pixels: the pixels in TRANSFER_BINS bins of the before's luma, each
+    bin's mean before and after RGB and mean colourfulness (max - min) before and after; each channel's
+    own curve (its after mean in bins of its before value); and both photos' ``features`` and their
+    difference.
+    """
+    b = _as_tensor_u8(before)
+    a = _as_tensor_u8(after)
+    n = b.shape[0]
+    b = b.reshape(n, -1, 3).float() / 255.0
+    a = a.reshape(n, -1, 3).float() / 255.0
+    bins = TRANSFER_BINS
+
+    def binned(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:  # (N, P, C) -> (N, bins, C) means
+        x = torch.gather(x, 1, order.unsqueeze(2).expand(-1, -1, x.shape[2]))
+        return x.view(n, bins, -1, x.shape[2]).mean(2)
+
+    by_luma = (b @ torch.tensor(LUMA)).argsort(1)
+    colourful_b = (b.amax(2) - b.amin(2)).unsqueeze(2)
+    colourful_a = (a.amax(2) - a.amin(2)).unsqueeze(2)
+    tones = torch.cat([binned(b, by_luma), binned(a, by_luma), binned(colourful_b, by_luma),
+                       binned(colourful_a, by_luma)], 2)  # fmt: skip
+    by_channel = b.argsort(1)  # (N, P, 3): each channel's own order
+    curves = [
+        torch.gather(x, 1, by_channel).view(n, bins, -1, 3).mean(2) for x in (b, a)
+    ]  # (N, bins, 3) each
+    fb, fa = features(before), features(after)
+    return torch.cat(
+        [tones.reshape(n, -1), curves[0].reshape(n, -1), curves[1].reshape(n, -1), fb, fa, fa - fb], 1
+    )
 
 
 def conv_input(thumbs) -> torch.Tensor:

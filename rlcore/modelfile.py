@@ -37,6 +37,7 @@ from rlcore.networks import (
     Critic,
     DistilledActor,
     FixedStyleCritic,
+    InverseEditor,
     LinearPolicy,
     LinearStylePrior,
     StyleActor,
@@ -66,15 +67,17 @@ class PersonalModel:
     Two families (rlcore.networks): "plain" (Actor and Critic, format 1) and "style" (the style policy
     with a style code, format 2, trained by rlcore.prior); a style prior also carries the encoder that
     reads an editor's pairs, and may carry the distribution of styles' linear policies (LinearStylePrior)
-    that fine-tuning's distillation shrinks towards.
+    that fine-tuning's distillation shrinks towards. A base of either family may carry the editor's
+    inverse (InverseEditor, rlcore.inverse), where fine-tuning's searches start.
     """
 
     def __init__(self, actor, critic=None, metadata: dict[str, Any] | None = None, encoder=None,
-                 linear_prior: LinearStylePrior | None = None):  # fmt: skip
+                 linear_prior: LinearStylePrior | None = None, inverse: InverseEditor | None = None):  # fmt: skip
         self.actor = actor.eval()
         self.critic = critic.eval() if critic is not None else None
         self.encoder = encoder.eval() if encoder is not None else None
         self.linear_prior = linear_prior
+        self.inverse = inverse.eval() if inverse is not None else None
         meta = dict(metadata or {})
         meta.setdefault("kind", "personal")
         meta.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
@@ -109,6 +112,11 @@ class PersonalModel:
                 "distilled": isinstance(actor, DistilledActor),
                 "other": _other_arch(actor),
             }
+        if inverse is not None:
+            meta["arch"]["inverse"] = {
+                "inputs": inverse.in_mean.numel(),
+                "hidden": inverse.net[0].out_features,
+            }
         meta["actor_params"] = n_params(actor)
         meta["critic_params"] = n_params(critic) if critic is not None else 0
         if not meta.get("model_id"):
@@ -134,6 +142,8 @@ class PersonalModel:
             t.update({f"encoder.{k}": v.detach().contiguous() for k, v in self.encoder.state_dict().items()})
         if self.linear_prior is not None:
             t.update({f"linear_prior.{k}": v.contiguous() for k, v in self.linear_prior.state_dict().items()})
+        if self.inverse is not None:
+            t.update({f"inverse.{k}": v.detach().contiguous() for k, v in self.inverse.state_dict().items()})
         return t
 
     @torch.no_grad()
@@ -246,14 +256,16 @@ def load_model(source: str | Path | bytes | bytearray, *, check_adjustments: boo
     arch = meta.get("arch") or {}
     try:
         tensors = load(data)
-        actor, critic, encoder, linear_prior = _networks(arch, tensors)
+        actor, critic, encoder, linear_prior, inverse = _networks(arch, tensors)
     except Exception as exc:
         raise ModelFormatError(f"{where}: model weights do not match its header ({exc})") from exc
     if int(arch.get("n_features", -1)) != N_FEATURES:
         raise ModelFormatError(
             f"{where}: model uses {arch.get('n_features')} features, this rlcore {N_FEATURES}"
         )
-    return PersonalModel(actor, critic, metadata=meta, encoder=encoder, linear_prior=linear_prior)
+    return PersonalModel(
+        actor, critic, metadata=meta, encoder=encoder, linear_prior=linear_prior, inverse=inverse
+    )
 
 
 def _other_arch(actor) -> dict | None:
@@ -272,7 +284,7 @@ def _with_actor_share(arch: dict, actor: dict[str, torch.Tensor]) -> dict[str, t
 
 def _networks(arch: dict, tensors: dict[str, torch.Tensor]):
     """The networks a model file describes, with its weights: (actor, critic or None, encoder or None,
-    linear prior or None)."""
+    linear prior or None, inverse or None)."""
 
     def part(prefix: str) -> dict[str, torch.Tensor] | None:
         found = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
@@ -295,11 +307,15 @@ def _networks(arch: dict, tensors: dict[str, torch.Tensor]):
 
     actor = policy(bool(arch.get("distilled")), arch.get("other"))
     actor.load_state_dict(_with_actor_share(arch, part("actor")))
+    inverse = None
+    if arch.get("inverse"):
+        inverse = InverseEditor(int(arch["inverse"]["inputs"]), int(arch["inverse"]["hidden"]))
+        inverse.load_state_dict(part("inverse"))
     if plain:
         if part("critic"):
             critic = Critic(n, int(arch["critic_hidden"]))
             critic.load_state_dict(part("critic"))
-        return actor, critic, encoder, None
+        return actor, critic, encoder, None, inverse
     if part("critic"):
         critic = FixedStyleCritic(StyleCritic(n, d, int(arch["critic_hidden"])), torch.zeros(1, d))
         critic.load_state_dict(part("critic"))
@@ -310,4 +326,4 @@ def _networks(arch: dict, tensors: dict[str, torch.Tensor]):
     if part("linear_prior"):
         linear_prior = LinearStylePrior(n)
         linear_prior.load_state_dict(part("linear_prior"))
-    return actor, critic, encoder, linear_prior
+    return actor, critic, encoder, linear_prior, inverse

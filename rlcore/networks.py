@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlcore.features import N_FEATURES, features
+from rlcore.features import N_EDIT_STATISTICS, N_FEATURES, edit_statistics, features, resize_u8
 
 __all__ = ["Actor", "Critic", "LinearPolicy", "DistilledActor", "LinearStylePrior", "StyleEncoder", "StylePolicy", "StyleCritic",
-           "StyleActor", "FixedStyleCritic", "pair_features", "mlp_with_dropout", "n_params", "torch_threads"]  # fmt: skip
+           "StyleActor", "FixedStyleCritic", "InverseEditor", "pair_features", "mlp_with_dropout", "n_params", "torch_threads"]  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -211,6 +211,30 @@ class LinearStylePrior(nn.Module):
         self.register_buffer("feat_std", torch.ones(n_features))
         self.register_buffer("mean", torch.zeros(n_features + 1, n_actions))
         self.register_buffer("precision", torch.eye(k))
+
+
+class InverseEditor(nn.Module):
+    """The editor's inverse (rlcore.inverse trains it): what an edit did to a photo
+    (``rlcore.features.edit_statistics`` of the pair) -> the 12 sliders that usually do that, in [-1, 1].
+    A base model may carry one; fine-tuning's searches start from its answer (rlcore.agent)."""
+
+    SIZE = 16  # the side of the pairs it reads (and was trained on): the searches' (rlcore.agent.Config)
+
+    def __init__(self, n_in: int = N_EDIT_STATISTICS, hidden: int = 256, n_actions: int = 12):
+        super().__init__()
+        self.register_buffer("in_mean", torch.zeros(n_in))
+        self.register_buffer("in_std", torch.ones(n_in))
+        self.net = nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, n_actions))  # fmt: skip
+
+    def forward(self, statistics: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net((statistics - self.in_mean) / self.in_std))
+
+    @torch.no_grad()
+    def actions(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+        """uint8 pairs (N, H, W, 3) -> (N, 12) actions in [-1, 1] (the pairs read at SIZE x SIZE)."""
+        before, after = resize_u8(before, self.SIZE), resize_u8(after, self.SIZE)
+        return self.eval()(edit_statistics(before, after))
 
 
 def n_params(module: nn.Module) -> int:

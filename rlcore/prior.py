@@ -407,7 +407,12 @@ def rechoose_default(model: PersonalModel, images: list[np.ndarray]) -> Personal
                 "default_rechosen_from": model.metadata.get("model_id")}  # fmt: skip
     critic = FixedStyleCritic(model.critic.critic, actor.z) if model.critic is not None else None
     return PersonalModel(
-        actor, critic, metadata=metadata, encoder=model.encoder, linear_prior=model.linear_prior
+        actor,
+        critic,
+        metadata=metadata,
+        encoder=model.encoder,
+        linear_prior=model.linear_prior,
+        inverse=model.inverse,
     )
 
 
@@ -493,7 +498,7 @@ def refit_linear_prior(
     metadata = {**keep, "config": asdict(cfg), "linear_prior_refitted_from": model.metadata.get("model_id")}
     linear_prior = fit_linear_prior(images, seed, cfg, on_chunk)
     return PersonalModel(model.actor, model.critic, metadata=metadata, encoder=model.encoder,
-                         linear_prior=linear_prior)  # fmt: skip
+                         linear_prior=linear_prior, inverse=model.inverse)  # fmt: skip
 
 
 LINEAR_SEARCH_CHUNK = 640  # pairs searched at once: 12 candidates of each, 16x16, a few hundred MB

@@ -236,6 +236,24 @@ def test_train_base_and_module_entry_point(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 1 and "not a style prior" in proc.stderr
+    with_inverse = tmp_path / "with_inverse.pt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlcore", "fit-inverse", "--model", out, "--images", images, "--out", with_inverse,
+         "--examples", "2000"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["model_id"] == load_model(with_inverse).metadata["model_id"] != summary["was"]
+    assert load_model(with_inverse).inverse is not None and summary["val_delta_e_inverse"] > 0
+    assert "fit-inverse" in proc.stderr, "a progress bar on stderr"
+    personal = tmp_path / "personal.pt"
+    save_model(PersonalModel(Actor(), metadata={"kind": "personal"}), personal)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlcore", "fit-inverse", "--model", personal, "--images", images, "--out", refitted],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "not a base model" in proc.stderr
     proc = subprocess.run(
         [sys.executable, "-m", "rlcore", "frobnicate"], cwd=ROOT, capture_output=True, text=True
     )
