@@ -9,7 +9,7 @@ printed beside it), the ETA first reported and the one reported when the searche
 (against the seconds that were in fact left), the number of ``should_stop`` polls and the longest gap
 between two of them. Run it on an idle machine.
 
-Run: .venv/bin/python bench/bench_instant.py [--pairs 10,50,200] [--style warm_film] [--data-seed 0]
+Run: .venv/bin/python bench/bench_instant.py [--pairs 10,50,200] [--style warm_film] [--data-seed 0] [--base FILE]
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ def time_instant(pairs: PairSet, base) -> dict:
     )
     wall = time.monotonic() - started
     stamps = [started, *polls, started + wall]
-    estimate = instant_step_seconds(Config(), len(pairs), base.linear_prior is not None)
+    estimate = instant_step_seconds(
+        Config(), len(pairs), base.linear_prior is not None, base.inverse is not None
+    )
     total = sum(estimate.values())
     step_ends = {}
     for step, end in zip(estimate, itertools.accumulate(estimate.values()), strict=True):
@@ -71,13 +73,14 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", default="10,50,200", help="pair counts, comma-separated")
     parser.add_argument("--style", default="warm_film", choices=bench_pairs.STYLES)
     parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--base", default=str(BASE_MODEL_PATH), help="base model (default: the shipped one)")
     args = parser.parse_args(argv)
     keep_freed_memory()  # as a worker runs (rlcore/malloc.py)
     torch.set_num_threads(1)
-    base = load_model(BASE_MODEL_PATH)
+    base = load_model(args.base)
     counts = [int(n) for n in args.pairs.split(",")]
     print(f"the instant model on {args.style}'s pairs (bench/pairs.py, train photos), one torch thread")
-    steps = list(instant_step_seconds(Config(), 10, True))
+    steps = list(instant_step_seconds(Config(), 10, True, True))
     print("each step: measured seconds (estimated); ETAs: reported / seconds in fact left")
     print(
         "| pairs | seconds | "

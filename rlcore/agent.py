@@ -65,6 +65,7 @@ from rlcore.networks import (
     Critic,
     DistilledActor,
     FixedStyleCritic,
+    InverseEditor,
     LinearPolicy,
     LinearStylePrior,
     StyleActor,
@@ -139,6 +140,11 @@ class Config:
     # brightness, which a linear policy cannot carry to other photos. False: one search from no edit.
     search_consensus: bool = True
     consensus_sigma: float = 0.1
+    # ... but where the base carries the editor's inverse (rlcore.inverse), every pair's search starts from
+    # its answer instead, the same sliders for the same change on every photo, and refines it for this
+    # many generations with steps of consensus_sigma (docs/agent.md, stop 47)
+    search_from_inverse: bool = True
+    inverse_search_iters: int = 24
     # the instant model (seconds=0) searches camera-jittered copies of each before too (starting from the
     # before's searched action): the linear policy then learns how the style answers a photo's exposure,
     # colour cast and contrast, not only the training photos' own answers
@@ -954,12 +960,12 @@ def _instant_copies(cfg: Config, n_train: int) -> int:
     )
 
 
-def instant_step_seconds(cfg: Config, n_pairs: int, linear_prior: bool) -> dict[str, float]:
+def instant_step_seconds(cfg: Config, n_pairs: int, linear_prior: bool, inverse: bool) -> dict[str, float]:
     """Seconds each step of the instant model takes, in order, estimated from the work it is given by n_pairs
     pairs (split as ``train_val_split`` splits them) and cfg (linear_prior: whether its fits include the
-    prior's): what its progress fraction and ETA are computed from. The constants are one idle core's
-    (`bench/bench_instant.py` prints the estimate beside the clock); only their ratios matter once a step
-    has shown the pace.
+    prior's; inverse: whether the base has the editor's inverse): what its progress fraction and ETA are
+    computed from. The constants are one idle core's (`bench/bench_instant.py` prints the estimate beside
+    the clock); only their ratios matter once a step has shown the pace.
     """
     n_val = len(train_val_split(n_pairs, cfg.val_fraction, 0)[1])  # the same count for every seed
     n_train = n_pairs - n_val
@@ -970,7 +976,7 @@ def instant_step_seconds(cfg: Config, n_pairs: int, linear_prior: bool) -> dict[
     n_forms = len(forms) if searched else 0
     n_folds = min(cfg.distill_folds, n_train // 2) if n_train // 2 >= 2 else 0  # as similar_photo_folds
     return {
-        "search": 0.02 * n_train if cfg.search_iters > 0 else 0.0,  # 48 generations of 12 edits at 16x16
+        "search": 0.02 / 48 * _search_generations(cfg, inverse) * n_train,  # 12 edits each at 16x16
         # the copies, and the style emulator fitted to the pairs to move their targets (none without copies)
         "copies": 0.0064 * n_copies + (0.0045 if n_copies else 0.0008) * n_train,
         "copies_search": 0.0043 * n_copies,  # 12 generations of 12 edits from the original's action
@@ -981,10 +987,19 @@ def instant_step_seconds(cfg: Config, n_pairs: int, linear_prior: bool) -> dict[
     }
 
 
-def instant_seconds(n_pairs: int, cfg: Config | None = None, linear_prior: bool = True) -> float:
+def instant_seconds(
+    n_pairs: int, cfg: Config | None = None, linear_prior: bool = True, inverse: bool = True
+) -> float:
     """The instant model's estimated seconds for n_pairs pairs on one idle core (``instant_step_seconds``),
     for saying before a job how long its first answer will take."""
-    return sum(instant_step_seconds(cfg or Config(), n_pairs, linear_prior).values())
+    return sum(instant_step_seconds(cfg or Config(), n_pairs, linear_prior, inverse).values())
+
+
+def _search_generations(cfg: Config, inverse: bool) -> int:
+    """Generations of the training pairs' searches (``_search_pairs``): shorter from the inverse's answer."""
+    if cfg.search_iters <= 0:
+        return 0
+    return cfg.inverse_search_iters if inverse and cfg.search_from_inverse else cfg.search_iters
 
 
 class _SetupProgress:
@@ -1376,7 +1391,8 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
     copies = min(cfg.aug_copies, max(1, cfg.aug_states_max // n_train)) if cfg.aug_copies else 0
     instant_copies = _instant_copies(cfg, n_train)
     linear_prior = base.linear_prior if cfg.distill_prior else None
-    step_seconds = instant_step_seconds(cfg, len(pairs), linear_prior is not None)
+    inverse = base.inverse if cfg.search_from_inverse else None
+    step_seconds = instant_step_seconds(cfg, len(pairs), linear_prior is not None, inverse is not None)
     setup = _SetupProgress(seconds, max_steps, cfg, t_start, should_stop, on_progress, step_seconds)
     setup.report()  # building the pool (emulator included) takes a few seconds: say so at once
     val = _Val(
@@ -1408,7 +1424,8 @@ def _finetune(pairs, base, seconds, seed, face_weight, checkpoint_path, should_s
         pairs.view,
         extra=f"{seed}|{face_weight}|{asdict(cfg)}|{base.metadata.get('model_id')}",
     )
-    searched = _search_pairs(pairs, train_idx, cfg, seed, setup.begin("search", cfg.search_iters))
+    on_generation = setup.begin("search", _search_generations(cfg, inverse is not None))
+    searched = _search_pairs(pairs, train_idx, cfg, seed, on_generation, inverse)
     # the training states, the befores and jittered copies: the instant model searches its rounds of copies,
     # RL trains on `copies` rounds and starts from the originals' searched actions (docs/agent.md)
     rl_copies = 0 if instant else copies
@@ -1563,17 +1580,22 @@ def _instant_policy(actor, pool: _Pool, searched, val: _Val, cfg: Config, seed: 
 
 
 def _search_pairs(ps: PairSet, idx: np.ndarray, cfg: Config, seed: int,
-                  on_generation: Callable[[], None] | None = None):  # fmt: skip
-    """search_actions on training pairs idx (at cfg.search_size), through the editor's consensus
-    (``consensus_search``) with cfg.search_consensus: (N, 12), (N,), or None. on_generation() after each
-    of its cfg.search_iters generations."""
+                  on_generation: Callable[[], None] | None = None, inverse: InverseEditor | None = None):  # fmt: skip
+    """search_actions on training pairs idx (at cfg.search_size): from the editor's inverse's answer where
+    there is one, else through the editor's consensus (``consensus_search``) with cfg.search_consensus:
+    (N, 12), (N,), or None. on_generation() after each of its ``_search_generations`` generations."""
     if cfg.search_iters <= 0:
         return None
     gen = torch.Generator().manual_seed(seed * 7919 + 29)
     size = cfg.search_size
     before = resize_u8(torch.from_numpy(ps.before[idx]), size)
-    target = reward.srgb_to_lab(resize_u8(torch.from_numpy(ps.after[idx]), size))
+    after = resize_u8(torch.from_numpy(ps.after[idx]), size)
+    target = reward.srgb_to_lab(after)
     weights = None if ps.weights is None else _resize_w(torch.from_numpy(ps.weights[idx]), size)
+    if inverse is not None:
+        start = inverse.actions(before, after)
+        return search_actions(before, target, start, cfg.inverse_search_iters, cfg.search_popsize, gen, weights,
+                              sigma0=cfg.consensus_sigma, on_generation=on_generation)  # fmt: skip
     if not cfg.search_consensus:
         no_edit = torch.zeros(len(idx), 12)
         return search_actions(before, target, no_edit, cfg.search_iters, cfg.search_popsize, gen, weights,

@@ -262,7 +262,7 @@ def test_the_instant_model_reports_progress_and_heeds_a_cancel_through_its_steps
     assert fractions[0] == 0.0 and fractions[-1] == pytest.approx(1.0)
     assert len({round(f, 2) for f in fractions if 0 < f < 1}) >= 4  # each step's start and end at least
     # at once an ETA: the work its steps are given, at one idle core's pace until a step shows this one's
-    estimate = instant_step_seconds(cfg, n_pairs=10, linear_prior=False)
+    estimate = instant_step_seconds(cfg, n_pairs=10, linear_prior=False, inverse=False)
     assert seen[0].eta_seconds == pytest.approx(sum(estimate.values()))
     assert all(p.eta_seconds >= 0 for p in seen)
 
@@ -708,7 +708,10 @@ def test_with_many_pairs_the_instant_model_scores_its_forms_on_a_sample_of_them(
     assert m["distill_lambda"] is not None and m["val_delta_e_personal"] < 0.6 * m["val_delta_e_no_edit"]
     # and its estimated time knows it
     cfg = Config()
-    assert instant_step_seconds(cfg, 10_000, True)["fits"] == instant_step_seconds(cfg, 200, True)["fits"]
+    assert (
+        instant_step_seconds(cfg, 10_000, True, True)["fits"]
+        == instant_step_seconds(cfg, 200, True, True)["fits"]
+    )
 
 
 def test_the_instant_model_scores_its_forms_on_smaller_copies_and_validates_at_full_size(monkeypatch):
@@ -737,7 +740,7 @@ def test_the_instant_model_scores_its_forms_on_smaller_copies_and_validates_at_f
     assert m["distill_lambda"] is not None and m["val_delta_e_personal"] < 0.6 * m["val_delta_e_no_edit"]
     full = finetune(pairs, base=fresh_base(), seconds=0, seed=0, config=Config(**FAST)).metrics
     assert m["val_delta_e_no_edit"] == full["val_delta_e_no_edit"]  # measured on the same 64x64 pairs
-    fits = [instant_step_seconds(Config(instant_score_size=s), 200, True)["fits"] for s in (64, 16)]
+    fits = [instant_step_seconds(Config(instant_score_size=s), 200, True, True)["fits"] for s in (64, 16)]
     assert fits[1] < 0.5 * fits[0]  # and its estimated time knows it
 
 
