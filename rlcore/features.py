@@ -140,7 +140,8 @@ def edit_statistics(before, after) -> torch.Tensor:
     sample it where the photo has pixels: the pixels in TRANSFER_BINS bins of the before's luma, each
     bin's mean before and after RGB and mean colourfulness (max - min) before and after; each channel's
     own curve (its after mean in bins of its before value); and both photos' ``features`` and their
-    difference.
+    difference. A base's inverse was trained on exactly these: changing them means ``python -m rlcore
+    fit-inverse`` for the shipped base.
     """
     b = _as_tensor_u8(before)
     a = _as_tensor_u8(after)
