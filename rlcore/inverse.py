@@ -128,10 +128,11 @@ def _train_inverse(photos, cfg: InverseConfig, seed: int, on_progress) -> tuple[
             on_progress(0.3 + 0.7 * step / steps)
     net.eval()
     with torch.no_grad():
-        predicted = to_sliders(net(val_x)) / 100.0
+        answered = net(val_x)
+        predicted = to_sliders(answered) / 100.0
         target = reward.srgb_to_lab(val_after)
         metrics = {
-            "val_slider_mse": round(float(((net(val_x) - val_y) ** 2).mean()), 5),
+            "val_slider_mse": round(float(((answered - val_y) ** 2).mean()), 5),
             "val_delta_e_no_edit": round(float(reward.mean_delta_e(val_before, target).mean()), 4),
             "val_delta_e_inverse": round(
                 float(reward.mean_delta_e(edit(val_before, predicted), target).mean()), 4

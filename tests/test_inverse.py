@@ -55,7 +55,7 @@ def test_the_inverse_recovers_edits_of_crops_it_never_saw(photos, trained):
     recovered = reward.mean_delta_e(edit(before, net.actions(before, after)), target).mean()
     assert recovered < 0.7 * no_edit, (float(recovered), float(no_edit))
     # any size of pair: it reads them at its own SIZE
-    big_before, big_after = before[:4].repeat_interleave(4, 1).repeat_interleave(4, 2), None
+    big_before = before[:4].repeat_interleave(4, 1).repeat_interleave(4, 2)
     big_after = after[:4].repeat_interleave(4, 1).repeat_interleave(4, 2)
     assert torch.allclose(net.actions(big_before, big_after), net.actions(before[:4], after[:4]), atol=1e-5)
 
