@@ -17,6 +17,7 @@ gap closed = (no edit - model) / (no edit - optimum).  The full mode adds:
 * seed spread: the 60 s / 50 pairs run with seeds 0 and 1 (same pairs, other fine-tuning seed);
 * wrong-editor control (both modes): each style's personal model scored on every other style's held-out
   pairs (all styles edit the same held-out befores); margin = best other model - own model, in dE00;
+  beside it the margin at the optimum (every model its editor's limit: how far apart the looks are);
 * a plot of both curves per style, next to the JSON.
 
     .venv/bin/python bench/bench_quality.py --quick          # < 10 min on 2 cores: 30 s, one seed
@@ -444,6 +445,13 @@ def run_benchmark(styles: list[str], plan: Plan, args) -> dict:
             best_other = min(others, key=others.get)
             row["wrong_editor_best_other"] = best_other
             row["wrong_editor_margin"] = others[best_other] - row["personal"]
+            # the same margin were every model its editor's limit (each style's per-image optimum): how far
+            # apart the looks themselves are, what no model's margin can be expected to exceed
+            at_optimum = {
+                other: float(delta_e(held.before, held.after, refs[other]["optimum"]).mean())
+                for other in others
+            }
+            row["wrong_editor_margin_at_optimum"] = min(at_optimum.values()) - row["optimum"]
     return {
         "plan": asdict(plan),
         "rows": list(rows.values()),
@@ -469,15 +477,16 @@ def tables(result: dict) -> str:
     rows, plan = result["rows"], result["plan"]
     out = [
         "| style | no edit | best preset | base | personal | optimum | gap closed | beats preset | "
-        "wrong-editor margin | fine-tune s | pairs (photos) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "wrong-editor margin | at the optimum | fine-tune s | pairs (photos) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        margin = r.get("wrong_editor_margin")
+        margin, limit = r.get("wrong_editor_margin"), r.get("wrong_editor_margin_at_optimum")
         out.append(
             f"| {r['style']} | {r['no_edit']:.2f} | {r['preset']:.2f} | {r['base']:.2f} | {r['personal']:.2f} | "
             f"{r['optimum']:.2f} | {_pct(r['gap_closed'])} | {'yes' if r['beats_preset'] else 'no'} | "
             f"{'-' if margin is None else f'{margin:+.2f}'} ({r.get('wrong_editor_best_other', '-')}) | "
+            f"{'-' if limit is None else f'{limit:+.2f}'} | "
             f"{r['finetune_seconds']:.1f} | {r['pairs']} ({r['distinct_photos']}) |"
         )
     gaps = [r["gap_closed"] for r in rows]
